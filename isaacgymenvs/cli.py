@@ -1,0 +1,40 @@
+"""Command line of train_play.py: parse Hydra overrides, dispatch on `mode`, report user errors."""
+
+from __future__ import annotations
+
+import sys
+
+from isaacgymenvs.errors import UserError
+
+USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
+
+  task=Ant|Humanoid|Cartpole   mode=train|play   num_envs=N   max_iterations=N   seed=N
+  sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH
+  checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
+
+Every key and its default is in cfg/config.yaml (tasks: cfg/task, PPO: cfg/train)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one process of the train-and-watch system; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    try:
+        from isaacgymenvs.config import load_config
+
+        cfg = load_config(argv)
+        if cfg.mode == "train":
+            from isaacgymenvs.trainer.train import train
+
+            train(cfg)
+        else:
+            raise UserError("mode=play (the live player) is not built yet; use mode=train.")
+    except UserError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,88 @@
+"""Compose the Hydra configuration and resolve what depends on the machine.
+
+All defaults live in `cfg/`; this module only validates the user's choices and fills in the
+values that depend on the machine ('auto' devices, per-device num_envs), so that the rest of the
+code reads a complete, checked config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.tasks import task_class
+
+CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
+MODES = ("train", "play")
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """Compose cfg/config.yaml with command-line overrides (`key=value`) and resolve it."""
+    for item in overrides:
+        if item.startswith("task="):
+            task_class(item.split("=", 1)[1])  # an unknown task fails here with the known list
+    try:
+        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"Bad configuration override ({first_line}); overrides look like key=value, e.g. task=Ant num_envs=512.") from None
+    return resolve(cfg)
+
+
+def resolve(cfg: DictConfig) -> DictConfig:
+    """Validate the user's choices and replace 'auto'/null with concrete values."""
+    OmegaConf.set_struct(cfg, False)
+    if cfg.test:
+        cfg.mode = "play"
+    if cfg.mode not in MODES:
+        raise UserError(f"Unknown mode '{cfg.mode}'; use mode=train or mode=play.")
+    cfg.sim_device = resolve_device(cfg.sim_device, "sim_device")
+    cfg.rl_device = resolve_device(cfg.rl_device, "rl_device")
+    cfg.num_envs = resolve_num_envs(cfg)
+    cfg.task.env.numEnvs = cfg.num_envs
+    if cfg.max_iterations is not None and int(cfg.max_iterations) <= 0:
+        raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
+    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
+        raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
+    if cfg.checkpoint_save_freq <= 0:
+        raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def resolve_device(name: str, key: str) -> str:
+    """'auto' -> 'cuda:0' with a GPU else 'cpu'; check that a requested CUDA device exists."""
+    if name == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda":
+        name = "cuda:0"
+    if not name.startswith("cuda:") or not name[5:].isdigit():
+        raise UserError(f"{key}={name} is not a device; use cpu, cuda or cuda:N.")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UserError(f"{key}={name} asks for a GPU but this machine has none visible to torch; use {key}=cpu.")
+    if int(name[5:]) >= count:
+        raise UserError(f"{key}={name} does not exist: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}.")
+    return name
+
+
+def resolve_num_envs(cfg: DictConfig) -> int:
+    """The requested num_envs, or the task's default for the simulation device."""
+    if cfg.num_envs is None:
+        return int(cfg.task.env.numEnvsCpu if cfg.sim_device == "cpu" else cfg.task.env.numEnvs)
+    try:
+        num_envs = int(cfg.num_envs)
+    except (TypeError, ValueError):
+        raise UserError(f"num_envs={cfg.num_envs} is not a number; pass a positive integer.") from None
+    if num_envs <= 0:
+        raise UserError(f"num_envs={num_envs} must be a positive integer.")
+    return num_envs

@@ -1,0 +1,126 @@
+"""rl_games algorithm observers, each with one job, composed by `MultiObserver`.
+
+Hook order per epoch (rl_games 1.6.5): process_infos during the rollout, after_steps after it,
+after_print_stats on global rank 0 after the PPO update and before rl_games' own checkpoint save.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+from rl_games.common.algo_observer import AlgoObserver
+
+
+class MultiObserver(AlgoObserver):
+    """Forward every hook to each observer in order."""
+
+    def __init__(self, observers: list[AlgoObserver]) -> None:
+        super().__init__()
+        self.observers = observers
+
+    def _each(self, hook: str, *args) -> None:  # noqa: ANN002
+        for observer in self.observers:
+            getattr(observer, hook)(*args)
+
+    def before_init(self, base_name, config, experiment_name) -> None:  # noqa: ANN001
+        self._each("before_init", base_name, config, experiment_name)
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        self._each("after_init", algo)
+
+    def process_infos(self, infos, done_indices) -> None:  # noqa: ANN001
+        self._each("process_infos", infos, done_indices)
+
+    def after_steps(self) -> None:
+        self._each("after_steps")
+
+    def after_clear_stats(self) -> None:
+        self._each("after_clear_stats")
+
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        self._each("after_print_stats", frame, epoch_num, total_time)
+
+
+def format_duration(seconds: float) -> str:
+    return str(timedelta(seconds=int(seconds))) if math.isfinite(seconds) else "?"
+
+
+class ProgressObserver(AlgoObserver):
+    """One console line per epoch: epoch/max, env steps/s, mean episode reward, elapsed, ETA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.algo = None
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        self.algo = algo
+        self.start = self.last_time = time.perf_counter()
+        self.start_frame = self.last_frame = algo.frame
+        self.start_epoch = algo.epoch_num
+
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        now, algo = time.perf_counter(), self.algo
+        frames = algo.frame  # rl_games passes the frame count of the previous epoch
+        rate = (frames - self.last_frame) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_frame = now, frames
+        elapsed = now - self.start
+        done = epoch_num - self.start_epoch
+        max_epochs = algo.max_epochs
+        eta = elapsed / done * (max_epochs - epoch_num) if done > 0 and max_epochs > 0 else math.nan
+        reward = algo.game_rewards.get_mean()[0] if algo.game_rewards.current_size > 0 else math.nan
+        total = f"/{max_epochs}" if max_epochs > 0 else ""
+        print(
+            f"epoch {epoch_num}{total} | {rate:,.0f} env steps/s | mean episode reward {reward:.2f} | "
+            f"elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}",
+            flush=True,
+        )
+
+
+class RewardTermsObserver(AlgoObserver):
+    """Log each named reward term's mean episode return to TensorBoard (reward_terms/<name>)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        self.algo = algo
+
+    def process_infos(self, infos, done_indices) -> None:  # noqa: ANN001
+        for key, value in infos.get("episode", {}).items() if isinstance(infos, dict) else ():
+            self.sums[key] += value
+            self.counts[key] += 1
+
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        writer = getattr(self.algo, "writer", None)
+        for key, total in self.sums.items():
+            if writer is not None:
+                writer.add_scalar(key, total / self.counts[key], self.algo.frame)
+        self.sums.clear()
+        self.counts.clear()
+
+
+class WandbObserver(AlgoObserver):
+    """Start a Weights & Biases run that mirrors the TensorBoard scalars."""
+
+    def __init__(self, cfg) -> None:  # noqa: ANN001
+        super().__init__()
+        self.cfg = cfg
+
+    def before_init(self, base_name, config, experiment_name) -> None:  # noqa: ANN001
+        import wandb
+        from omegaconf import OmegaConf
+
+        cfg = self.cfg
+        wandb.init(
+            project=cfg.wandb_project,
+            entity=cfg.wandb_entity or None,
+            group=cfg.wandb_group or None,
+            name=f"{cfg.wandb_name}_{experiment_name}",
+            config=OmegaConf.to_container(cfg, resolve=True),
+            sync_tensorboard=True,
+        )

@@ -1,0 +1,30 @@
+"""Install: pip install -e .   (GPU physics: pip install -e '.[gpu]'; tests: pip install -e '.[test]')."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="isaacgymenvs-mujoco",
+    version="0.1.0",
+    description="IsaacGymEnvs-style GPU-parallel robot RL on MuJoCo: train headless, watch the policy live.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["isaacgymenvs", "isaacgymenvs.*", "panel", "panel.*"]),
+    package_data={"isaacgymenvs": ["assets/mjcf/*.xml"]},
+    install_requires=[
+        "rl-games==1.6.5",
+        "torch>=2.2",
+        "mujoco==4.0.0",
+        "hydra-core>=1.3.2,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "gymnasium>=0.29.1",
+        "tensorboard>=2.8",
+        "watchdog>=4.0",
+        "filelock>=3.12",
+        "PySide6-Essentials>=6.6",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
+        "wandb": ["wandb>=0.19"],
+        "test": ["pytest>=8", "pytest-qt>=4.4", "ruff>=0.6"],
+    },
+)
