@@ -32,7 +32,9 @@ def load_config(overrides: list[str]) -> DictConfig:
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"Bad configuration override ({first_line}); overrides look like key=value, e.g. task=Ant num_envs=512.") from None
+        raise UserError(
+            f"Bad configuration override ({first_line}); overrides look like key=value, e.g. task=Ant num_envs=512."
+        ) from None
     return resolve(cfg)
 
 

@@ -29,6 +29,5 @@ def make_backend(model: mujoco.MjModel, num_envs: int, device: torch.device) -> 
     from isaacgymenvs.errors import UserError
 
     raise UserError(
-        f"sim_device={device} needs the MuJoCo Warp GPU backend, which is not built yet; "
-        "use sim_device=cpu."
+        f"sim_device={device} needs the MuJoCo Warp GPU backend, which is not built yet; use sim_device=cpu."
     )

@@ -84,7 +84,9 @@ class LocomotionTask(VecTask):
         expect = (self.num_actions + FREE_JOINT_QPOS, self.num_actions, self.num_sensors)
         got = (model.nq, model.nu, model.nsensordata)
         if got != expect or model.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
-            raise ValueError(f"{type(self).__name__} MJCF has (nq, nu, nsensordata)={got}, expected {expect} with a free root joint")
+            raise ValueError(
+                f"{type(self).__name__} MJCF has (nq, nu, nsensordata)={got}, expected {expect} with a free root joint"
+            )
 
     def _features(self, state: PhysicsState) -> LocomotionFeatures:
         qpos, qvel = state.qpos, state.qvel
@@ -118,7 +120,9 @@ class LocomotionTask(VecTask):
         abs_pos = f.dof_pos_scaled.abs()
         at_limit = abs_pos > self.limit_threshold
         if self.graded_limit_cost:
-            limit = ((abs_pos - self.limit_threshold) / (1.0 - self.limit_threshold) * at_limit * self.effort_ratio).sum(-1)
+            limit = (
+                (abs_pos - self.limit_threshold) / (1.0 - self.limit_threshold) * at_limit * self.effort_ratio
+            ).sum(-1)
         else:
             limit = at_limit.float().sum(-1)
         return {
@@ -151,10 +155,16 @@ class LocomotionTask(VecTask):
 
     def _observe(self, f: LocomotionFeatures) -> torch.Tensor:
         parts = [
-            f.torso_z[:, None], f.vel_loc, f.angvel_loc,
-            f.yaw[:, None], f.roll[:, None], f.angle_to_target[:, None],
-            f.up_proj[:, None], f.heading_proj[:, None],
-            f.dof_pos_scaled, f.dof_vel_scaled,
+            f.torso_z[:, None],
+            f.vel_loc,
+            f.angvel_loc,
+            f.yaw[:, None],
+            f.roll[:, None],
+            f.angle_to_target[:, None],
+            f.up_proj[:, None],
+            f.heading_proj[:, None],
+            f.dof_pos_scaled,
+            f.dof_vel_scaled,
         ]
         if self.include_dof_forces:
             parts.append(f.dof_force_scaled)

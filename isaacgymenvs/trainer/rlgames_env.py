@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rl_games.common import env_configurations, vecenv
 from rl_games.common.ivecenv import IVecEnv

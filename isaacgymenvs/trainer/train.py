@@ -30,7 +30,9 @@ def build_observers(cfg: DictConfig) -> MultiObserver:
         try:
             import wandb  # noqa: F401
         except ImportError:
-            raise UserError("wandb_activate=True needs the wandb package; install it with pip install -e '.[wandb]'.") from None
+            raise UserError(
+                "wandb_activate=True needs the wandb package; install it with pip install -e '.[wandb]'."
+            ) from None
         observers.append(WandbObserver(cfg))
     return MultiObserver(observers)
 

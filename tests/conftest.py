@@ -1,0 +1,31 @@
+"""Shared helpers: configs composed exactly as the command line does, on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY = REPO / "isaacgymenvs" / "train_play.py"
+
+
+@pytest.fixture
+def make_cfg():
+    from isaacgymenvs.config import load_config
+
+    def make(task: str, *overrides: str):
+        return load_config([f"task={task}", "sim_device=cpu", "rl_device=cpu", *overrides])
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run train_play.py as a user would, in `cwd`."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, str(ENTRY), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )

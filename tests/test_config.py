@@ -1,0 +1,82 @@
+"""Hydra composition of every task, machine-dependent defaults, and bad-input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from isaacgymenvs.config import load_config
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.tasks import TASKS
+from isaacgymenvs.trainer.rlgames_config import rlgames_params
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_compose_every_task(name, tmp_path):
+    cfg = load_config([f"task={name}", "sim_device=cpu", "rl_device=cpu"])
+    assert cfg.task.name == name and cfg.task_name == name
+    assert cfg.train.params.config.name == name
+    assert cfg.num_envs == cfg.task.env.numEnvsCpu == cfg.task.env.numEnvs
+    assert (cfg.mode, cfg.checkpoint_save_freq, cfg.checkpoint_reload_interval) == ("train", 100, 30)
+    assert cfg.enable_control_panel is False
+    from isaacgymenvs.protocol import RunDir
+
+    params = rlgames_params(cfg, RunDir(tmp_path / f"{name}_2026-01-01_00-00-00"))
+    config = params["params"]["config"]
+    assert config["num_actors"] == cfg.num_envs and config["device"] == "cpu"
+    assert config["mixed_precision"] is False  # CPU
+    assert (cfg.num_envs * config["horizon_length"]) % config["minibatch_size"] == 0
+    assert params["params"]["seed"] == 42
+
+
+def test_auto_devices_follow_the_machine():
+    cfg = load_config(["task=Cartpole"])
+    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert cfg.sim_device == cfg.rl_device == expected
+
+
+def test_overrides_apply():
+    cfg = load_config(["task=Ant", "num_envs=32", "max_iterations=7", "experiment=mine", "sim_device=cpu"])
+    assert (cfg.num_envs, cfg.task.env.numEnvs, cfg.max_iterations, cfg.experiment) == (32, 32, 7, "mine")
+
+
+def test_test_true_is_play_mode():
+    assert load_config(["task=Ant", "test=True", "sim_device=cpu"]).mode == "play"
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["task=Dog"], "Unknown task 'Dog'; known tasks: Ant, Cartpole, Humanoid."),
+        (["mode=fly"], "Unknown mode 'fly'"),
+        (["num_envs=0"], "num_envs=0 must be a positive integer"),
+        (["num_envs=-5"], "must be a positive integer"),
+        (["num_envs=many"], "not a number"),
+        (["checkpoint=/nonexistent/x.pth"], "does not exist"),
+        (["sim_device=gpu0"], "is not a device"),
+        (["nonsense_key=1"], "Bad configuration override"),
+        (["max_iterations=0"], "max_iterations=0"),
+    ],
+)
+def test_bad_input_is_one_sentence(overrides, fragment):
+    with pytest.raises(UserError) as err:
+        load_config(["sim_device=cpu", "rl_device=cpu", *overrides] if "sim_device" not in overrides[0] else overrides)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_gpu_is_refused():
+    with pytest.raises(UserError, match="asks for a GPU but this machine has none"):
+        load_config(["sim_device=cuda:0"])
+
+
+@pytest.mark.parametrize("args", [["task=Dog"], ["mode=fly"], ["task=Ant", "num_envs=0"], ["checkpoint=missing.pth"]])
+def test_cli_bad_input_exits_cleanly(args, tmp_path):
+    result = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert not (tmp_path / "runs").exists()  # nothing written for a refused run

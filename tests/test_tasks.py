@@ -1,0 +1,86 @@
+"""Every registered task builds, resets and steps: shapes, finiteness, resets and time-outs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from isaacgymenvs.tasks import TASKS
+from isaacgymenvs.trainer.train import make_task
+
+EXPECTED = {"Ant": (60, 8), "Humanoid": (108, 21), "Cartpole": (4, 1)}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("policy", ["zero", "random"])
+def test_task_steps(make_cfg, name, policy):
+    task = make_task(make_cfg(name, "num_envs=16"))
+    num_obs, num_actions = EXPECTED[name]
+    assert (task.num_obs, task.num_actions) == (num_obs, num_actions)
+    assert task.observation_space.shape == (num_obs,) and task.action_space.shape == (num_actions,)
+    obs = task.reset()["obs"]
+    assert obs.shape == (16, num_obs) and obs.dtype == torch.float32
+    for _ in range(60):
+        actions = torch.zeros(16, num_actions) if policy == "zero" else torch.rand(16, num_actions) * 4 - 2
+        obs_dict, rew, done, extras = task.step(actions)
+        obs = obs_dict["obs"]
+        assert obs.shape == (16, num_obs) and rew.shape == (16,) and done.shape == (16,)
+        assert done.dtype == torch.bool and extras["time_outs"].shape == (16,)
+        assert torch.isfinite(obs).all() and torch.isfinite(rew).all()
+        assert obs.abs().max() <= task.clip_obs
+    # Actions are clipped to clipActions before they reach the motors.
+    assert task.actions.abs().max() <= task.clip_actions
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_time_out_is_reported_and_resets(make_cfg, name):
+    task = make_task(make_cfg(name, "num_envs=4", "task.env.episodeLength=6"))
+    task.reset()
+    for step in range(1, 6):
+        _, _, done, extras = task.step(torch.zeros(4, task.num_actions))
+        if step < 5:
+            assert not extras["time_outs"].any()
+    # At progress == episodeLength - 1 every env that did not fail times out and is reset.
+    assert torch.equal(done, torch.ones(4, dtype=torch.bool))
+    assert extras["time_outs"].all()
+    assert (task.progress_buf == 0).all()
+
+
+def test_ant_falls_over_terminates(make_cfg):
+    task = make_task(make_cfg("Ant", "num_envs=2"))
+    task.reset()
+    qpos = torch.tensor(task.model.qpos0, dtype=torch.float32).repeat(2, 1)
+    qpos[:, 2] = 0.2  # torso below terminationHeight
+    task.physics.reset(torch.arange(2), qpos, torch.zeros(2, task.model.nv))
+    _, rew, done, extras = task.step(torch.zeros(2, 8))
+    assert done.all() and not extras["time_outs"].any()
+    assert torch.allclose(rew, torch.full((2,), -2.0))
+    # The returned observation is the first of the new episode: torso back at start height.
+    assert (task.obs_buf[:, 0] > 0.35).all()
+
+
+def test_reset_randomisation_within_bounds(make_cfg):
+    task = make_task(make_cfg("Ant", "num_envs=64"))
+    task.reset()
+    dof = torch.from_numpy(task.physics._qpos[:, 7:]).float()
+    default = task.start_qpos[7:]
+    assert ((dof - default).abs() <= 0.2 + 1e-5).all()
+    assert (dof >= task.dof_lower - 1e-5).all() and (dof <= task.dof_upper + 1e-5).all()
+    assert dof.std(0).min() > 0.01  # really randomised per env
+    vel = torch.from_numpy(task.physics._qvel).float()
+    assert (vel[:, :6] == 0).all() and (vel[:, 6:].abs() <= 0.1 + 1e-6).all()
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_seeded_rollouts_are_reproducible(make_cfg, name):
+    def rollout(seed):
+        torch.manual_seed(123)  # same action sequence in every rollout
+        task = make_task(make_cfg(name, "num_envs=8", f"seed={seed}"))
+        obs = [task.reset()["obs"]]
+        for _ in range(40):
+            obs.append(task.step(torch.rand(8, task.num_actions) * 2 - 1)[0]["obs"])
+        return torch.stack(obs)
+
+    first, second, other = rollout(3), rollout(3), rollout(4)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
