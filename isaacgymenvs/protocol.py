@@ -2,17 +2,34 @@
 
 A run directory is `<train_dir>/<prefix>_<YYYY-MM-DD_HH-MM-SS>/` holding `nn/` (checkpoints),
 `summaries/` (TensorBoard events) and `params/config.yaml` (the resolved configuration, written
-before the first training step). Every process derives paths from this module only.
+before the first training step). The trainer publishes `nn/latest.pth` (an rl_games checkpoint
+plus a plain `metadata` dict) and then `nn/latest.json` (the same metadata with the file's size
+and sha256), each by atomic replace: readers never see a partial file and need no lock. Every
+process derives paths and file formats from this module only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
+
+from isaacgymenvs.errors import UserError
+
+FORMAT_VERSION = 1
+LATEST_CHECKPOINT = "latest.pth"
+LATEST_MANIFEST = "latest.json"
+TRAINER_LOCK = ".trainer.lock"
+# Temp files are hidden and end in .tmp-<pid>-<n>: no reader's *.pth / *.json pattern matches them.
+TEMP_GLOB = ".*.tmp-*"
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 RUN_NAME_RE = re.compile(r"^(?P<prefix>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})$")
@@ -43,6 +60,18 @@ class RunDir:
     @property
     def config_file(self) -> Path:
         return self.params / "config.yaml"
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.nn / LATEST_CHECKPOINT
+
+    @property
+    def latest_manifest(self) -> Path:
+        return self.nn / LATEST_MANIFEST
+
+    @property
+    def trainer_lock(self) -> Path:
+        return self.nn / TRAINER_LOCK
 
 
 def run_name(prefix: str, when: datetime) -> str:
@@ -81,3 +110,80 @@ def create_run_dir(train_dir: str | Path, prefix: str, when: datetime | None = N
 def write_params(run: RunDir, cfg: DictConfig) -> None:
     """Save the resolved configuration, so a run can be reproduced and played back."""
     OmegaConf.save(cfg, run.config_file, resolve=True)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 of the resolved configuration: tells whether two checkpoints come from one setup."""
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
+
+
+def acquire_trainer_lock(run: RunDir) -> FileLock:
+    """Hold the run's writer lock for the trainer's lifetime; a second trainer is refused."""
+    lock = FileLock(run.trainer_lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"Run directory {run.root} is already being written by another trainer; stop it first."
+        ) from None
+    return lock
+
+
+_temp_counter = 0
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader sees the old file or the new one, never a part.
+
+    Temp file in the same directory (so the rename stays on one filesystem), flush + fsync,
+    os.replace, then fsync the directory so the rename itself survives a crash.
+    """
+    global _temp_counter
+    _temp_counter += 1
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{_temp_counter}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Delete temp files a killed writer left behind (called after a successful publish)."""
+    for stale in directory.glob(TEMP_GLOB):
+        stale.unlink(missing_ok=True)
+
+
+def manifest_for(metadata: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """What watchers read instead of loading weights: the metadata plus size and checksum."""
+    return {**metadata, "file": LATEST_CHECKPOINT, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def publish_latest(run: RunDir, checkpoint_bytes: bytes, metadata: dict[str, Any]) -> None:
+    """Atomically publish latest.pth, then its manifest latest.json, then clean stale temps."""
+    atomic_write_bytes(run.latest_checkpoint, checkpoint_bytes)
+    manifest = manifest_for(metadata, checkpoint_bytes)
+    atomic_write_bytes(run.latest_manifest, json.dumps(manifest, indent=1).encode())
+    remove_stale_temp_files(run.nn)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at `path`, or None when it is missing, torn, hand-edited or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

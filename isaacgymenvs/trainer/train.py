@@ -12,6 +12,7 @@ from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import VecTask, task_class
 from isaacgymenvs.trainer.observers import MultiObserver, ProgressObserver, RewardTermsObserver, WandbObserver
+from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublisher
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
 
@@ -23,8 +24,8 @@ def make_task(cfg: DictConfig, rank: int = 0) -> VecTask:
     )
 
 
-def build_observers(cfg: DictConfig) -> MultiObserver:
-    """The observers of a training run; later issues add the live checkpoint publisher here."""
+def logging_observers(cfg: DictConfig) -> list:
+    """Console progress, reward-term summaries and (optionally) W&B; checked before any file is written."""
     observers = [ProgressObserver(), RewardTermsObserver()]
     if cfg.wandb_activate:
         try:
@@ -34,7 +35,7 @@ def build_observers(cfg: DictConfig) -> MultiObserver:
                 "wandb_activate=True needs the wandb package; install it with pip install -e '.[wandb]'."
             ) from None
         observers.append(WandbObserver(cfg))
-    return MultiObserver(observers)
+    return observers
 
 
 def train(cfg: DictConfig) -> RunDir:
@@ -44,14 +45,20 @@ def train(cfg: DictConfig) -> RunDir:
     if cfg.torch_deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    observers = build_observers(cfg)
+    observers = logging_observers(cfg)
     run = protocol.create_run_dir(cfg.train_dir, cfg.experiment or cfg.task.name)
+    lock = protocol.acquire_trainer_lock(run)
     protocol.write_params(run, cfg)
     print(f"Training will save to: {run.root}", flush=True)
 
+    checkpoints = CheckpointObserver(cfg, run, CheckpointPublisher(run))
     register_task(lambda: make_task(cfg))
-    runner = Runner(algo_observer=observers)
+    runner = Runner(algo_observer=MultiObserver([*observers, checkpoints]))
     runner.load(rlgames_params(cfg, run))
     runner.reset()
-    runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
+    try:
+        runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
+    finally:
+        checkpoints.finish()  # also on Ctrl+C: the newest policy stays watchable
+        lock.release()
     return run

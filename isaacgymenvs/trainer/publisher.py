@@ -1,0 +1,163 @@
+"""Live checkpoint publishing: `nn/latest.pth` every N epochs, written off the training thread.
+
+The training thread only copies the state off the training device (a few hundred KB for the
+task MLPs); serialisation, checksum, fsync and rename happen in one background thread. If a
+publish is still being written when the next one arrives, the newer state replaces the waiting
+one: the player wants the newest policy, not every policy.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from rl_games.common.algo_observer import AlgoObserver
+
+from isaacgymenvs import protocol
+from isaacgymenvs.protocol import RunDir
+
+
+def to_plain_cpu(value: Any) -> Any:
+    """Deep copy with tensors cloned to the CPU and NumPy values turned into plain Python/torch.
+
+    The copy decouples the snapshot from parameters that training keeps updating, and plain types
+    keep the file loadable with torch.load(weights_only=True).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: to_plain_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain_cpu(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class CheckpointPublisher:
+    """One background writer thread; `submit` never blocks on disk."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.published = 0
+        self.failures = 0
+        self._pending: tuple[dict, dict] | None = None
+        self._busy = False
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="checkpoint-publisher", daemon=True)
+        self._thread.start()
+
+    def submit(self, state: dict, metadata: dict) -> None:
+        """Queue a CPU snapshot for publication (replacing one not yet started)."""
+        with self._cond:
+            self._pending = (state, metadata)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted is written; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self, timeout: float | None = 60.0) -> None:
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                if self._pending is None:
+                    return
+                state, metadata = self._pending
+                self._pending, self._busy = None, True
+            try:
+                self._write(state, metadata)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _write(self, state: dict, metadata: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({**state, "metadata": metadata}, buffer)
+        try:
+            protocol.publish_latest(self.run, buffer.getvalue(), metadata)
+            self.published += 1
+        except OSError as err:
+            self.failures += 1
+            print(
+                f"Warning: could not publish {self.run.latest_checkpoint} ({err}); "
+                "training goes on and the previous latest.pth is kept.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+class CheckpointObserver(AlgoObserver):
+    """Publish after the PPO update of every `checkpoint_save_freq`-th epoch and at the end.
+
+    rl_games has no after-save hook; after_print_stats runs after the epoch's update (on global
+    rank 0 only), which is exactly the state to publish.
+    """
+
+    def __init__(self, cfg: DictConfig, run: RunDir, publisher: CheckpointPublisher) -> None:
+        super().__init__()
+        self.freq = int(cfg.checkpoint_save_freq)
+        self.publisher = publisher
+        self.algo = None
+        self.last_epoch: int | None = None
+        network = cfg.train.params.network.mlp
+        self.static_metadata = {
+            "format_version": protocol.FORMAT_VERSION,
+            "task": cfg.task.name,
+            "network": {"units": list(network.units), "activation": str(network.activation)},
+            "run": run.name,
+            "config_hash": protocol.config_hash(cfg),
+        }
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        self.algo = algo
+        info = algo.env_info
+        self.static_metadata["num_obs"] = int(info["observation_space"].shape[0])
+        self.static_metadata["num_actions"] = int(info["action_space"].shape[0])
+
+    @property
+    def is_publisher(self) -> bool:
+        return self.algo is not None and self.algo.global_rank == 0
+
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        if self.is_publisher and epoch_num % self.freq == 0:
+            self.publish()
+
+    def publish(self) -> None:
+        algo = self.algo
+        rewards = algo.game_rewards
+        metadata = {
+            **self.static_metadata,
+            "epoch": int(algo.epoch_num),
+            "frame": int(algo.frame),
+            "mean_reward": float(rewards.get_mean()[0]) if rewards.current_size > 0 else None,
+            "wall_time": time.time(),
+        }
+        self.publisher.submit(to_plain_cpu(algo.get_full_state_weights()), metadata)
+        self.last_epoch = int(algo.epoch_num)
+
+    def finish(self) -> None:
+        """Publish the final state (end of training, Ctrl+C or error) and wait for the writes."""
+        if self.is_publisher and self.last_epoch != self.algo.epoch_num:
+            self.publish()
+        self.publisher.close()
+        if self.is_publisher:
+            print(f"Published {protocol.LATEST_CHECKPOINT} {self.publisher.published} times", flush=True)
