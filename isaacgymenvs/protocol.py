@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -132,25 +133,29 @@ def acquire_trainer_lock(run: RunDir) -> FileLock:
 _temp_counter = 0
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a reader sees the old file or the new one, never a part.
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Replace `path` with what `write(temp_path)` produces; a reader sees old or new, never a part.
 
-    Temp file in the same directory (so the rename stays on one filesystem), flush + fsync,
-    os.replace, then fsync the directory so the rename itself survives a crash.
+    Temp file in the same directory (so the rename stays on one filesystem), fsync, os.replace,
+    then fsync the directory so that the rename itself survives a crash.
     """
     global _temp_counter
     _temp_counter += 1
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{_temp_counter}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`atomic_write` of a bytes object."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def fsync_dir(directory: Path) -> None:
@@ -167,15 +172,26 @@ def remove_stale_temp_files(directory: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def manifest_for(metadata: dict[str, Any], data: bytes) -> dict[str, Any]:
-    """What watchers read instead of loading weights: the metadata plus size and checksum."""
-    return {**metadata, "file": LATEST_CHECKPOINT, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a file."""
+    with open(path, "rb") as f:
+        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def publish_latest(run: RunDir, checkpoint_bytes: bytes, metadata: dict[str, Any]) -> None:
-    """Atomically publish latest.pth, then its manifest latest.json, then clean stale temps."""
-    atomic_write_bytes(run.latest_checkpoint, checkpoint_bytes)
-    manifest = manifest_for(metadata, checkpoint_bytes)
+def publish_latest(run: RunDir, save: Callable[[Path], None], metadata: dict[str, Any]) -> None:
+    """Atomically publish latest.pth (written by `save(path)`), then latest.json, then clean temps.
+
+    The manifest carries the metadata plus the checkpoint's size and sha256, so that watchers
+    learn what changed without loading weights.
+    """
+    digest: dict[str, Any] = {}
+
+    def save_and_digest(tmp: Path) -> None:
+        save(tmp)
+        digest["size"], digest["sha256"] = file_digest(tmp)
+
+    atomic_write(run.latest_checkpoint, save_and_digest)
+    manifest = {**metadata, "file": LATEST_CHECKPOINT, **digest}
     atomic_write_bytes(run.latest_manifest, json.dumps(manifest, indent=1).encode())
     remove_stale_temp_files(run.nn)
 

@@ -112,6 +112,9 @@ class FakeAlgo:
 
 
 class RecordingPublisher:
+    failures = 0
+    write_cpu_seconds = 0.0
+
     def __init__(self) -> None:
         self.epochs: list[int] = []
         self.closed = False
@@ -181,9 +184,9 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
             sys.executable,
             str(ENTRY),
             "task=Cartpole",
-            "num_envs=16",
+            "num_envs=64",
             "checkpoint_save_freq=1",
-            "max_iterations=420",
+            "max_iterations=500",
             "sim_device=cpu",
             "rl_device=cpu",
         ],
@@ -219,7 +222,7 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
     assert failures == [] and loads > 100 and len(epochs) > 50
     (nn,) = [p.parent for p in tmp_path.glob("runs/*/nn/latest.pth")]
     assert check_published(nn) is None
-    assert json.loads((nn / "latest.json").read_text())["epoch"] == 420
+    assert json.loads((nn / "latest.json").read_text())["epoch"] == 500
 
 
 def train_in_process(make_cfg, tmp_path, *overrides):

@@ -48,7 +48,7 @@ class VecTask(ABC):
         self.model = load_model(cfg.env.asset, self.dt / self.substeps)
         self._check_model(self.model)
         self._configure_model(self.model)
-        self.physics: PhysicsBackend = make_backend(self.model, num_envs, self.device)
+        self.physics: PhysicsBackend = make_backend(self.model, num_envs, self.device, cfg.sim)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
         n, dev = num_envs, self.device
