@@ -186,7 +186,7 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
             "task=Cartpole",
             "num_envs=64",
             "checkpoint_save_freq=1",
-            "max_iterations=500",
+            "max_iterations=700",
             "sim_device=cpu",
             "rl_device=cpu",
         ],
@@ -222,7 +222,7 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
     assert failures == [] and loads > 100 and len(epochs) > 50
     (nn,) = [p.parent for p in tmp_path.glob("runs/*/nn/latest.pth")]
     assert check_published(nn) is None
-    assert json.loads((nn / "latest.json").read_text())["epoch"] == 500
+    assert json.loads((nn / "latest.json").read_text())["epoch"] == 700
 
 
 def train_in_process(make_cfg, tmp_path, *overrides):
