@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Headless machines (CI): MuJoCo renders through EGL where libEGL exists (on a machine without it,
+# MUJOCO_GL=egl would break `import mujoco` itself), Qt draws offscreen.
+if ctypes.util.find_library("EGL"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = REPO / "isaacgymenvs" / "train_play.py"

@@ -63,6 +63,8 @@ class LocomotionTask(VecTask):
         self.dof_position_noise = float(env.dofPositionNoise)
         self.dof_velocity_noise = float(env.dofVelocityNoise)
         self.target = torch.tensor(list(env.target), dtype=torch.float32, device=dev)
+        self.forward_axis = torch.tensor([[1.0, 0.0, 0.0]], device=dev)  # built once: no host copy per step
+        self.up_axis = torch.tensor([[0.0, 0.0, 1.0]], device=dev)
 
         model = self.model
         ranges = torch.tensor(model.jnt_range[1:], dtype=torch.float32, device=dev)
@@ -94,8 +96,7 @@ class LocomotionTask(VecTask):
         to_target = self.target - torso_pos
         to_target[:, 2] = 0.0
         n = qpos.shape[0]
-        ex = torch.tensor([1.0, 0.0, 0.0], device=self.device).expand(n, 3)
-        ez = torch.tensor([0.0, 0.0, 1.0], device=self.device).expand(n, 3)
+        ex, ez = self.forward_axis.expand(n, 3), self.up_axis.expand(n, 3)
         heading_vec = quat_rotate(quat, ex)
         target_dir = torch.nn.functional.normalize(to_target, dim=-1)
         roll, yaw = roll_yaw(quat)

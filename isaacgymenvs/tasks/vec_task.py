@@ -94,9 +94,9 @@ class VecTask(ABC):
         self.extras = {"time_outs": self.timeout_buf.to(self.rl_device)}
         done_ids = self.reset_buf.nonzero(as_tuple=False).flatten()
         if len(done_ids) > 0:
-            self.extras["episode"] = {
-                f"reward_terms/{k}": s[done_ids].mean().item() for k, s in self.episode_sums.items()
-            }
+            # One device sync for all terms (a .item() per term would sync once each on the GPU).
+            means = torch.stack([s[done_ids].mean() for s in self.episode_sums.values()]).tolist()
+            self.extras["episode"] = {f"reward_terms/{k}": m for k, m in zip(self.episode_sums, means, strict=True)}
             self._reset_envs(done_ids)
             features = self._features(self.physics.state())
         self.obs_buf[:] = self._observe(features)
