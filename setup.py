@@ -20,11 +20,12 @@ setup(
         "watchdog>=4.0",
         "filelock>=3.12",
         "PySide6-Essentials>=6.6",
+        "imageio-ffmpeg>=0.5",
         "numpy>=1.26",
     ],
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
-        "test": ["pytest>=8", "pytest-qt>=4.4", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-qt>=4.4", "ruff>=0.6", "pillow>=10"],
     },
 )

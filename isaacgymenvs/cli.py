@@ -11,6 +11,7 @@ USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
   task=Ant|Humanoid|Cartpole   mode=train|play   num_envs=N   max_iterations=N   seed=N
   sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH
   checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
+  play: experiment=RUN_OR_PREFIX headless=True stochastic=True video=True video_length=N games_num=N
 
 Every key and its default is in cfg/config.yaml (tasks: cfg/task, PPO: cfg/train)."""
 
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
             train(cfg)
         else:
-            raise UserError("mode=play (the live player) is not built yet; use mode=train.")
+            from isaacgymenvs.player.play import play
+
+            play(cfg, task_given=any(a.startswith("task=") for a in argv))
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2

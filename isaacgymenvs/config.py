@@ -80,6 +80,8 @@ def resolve_device(name: str, key: str) -> str:
 def resolve_num_envs(cfg: DictConfig) -> int:
     """The requested num_envs, or the task's default for the simulation device."""
     if cfg.num_envs is None:
+        if cfg.mode == "play":
+            return int(cfg.play_num_envs)
         return int(cfg.task.env.numEnvsCpu if cfg.sim_device == "cpu" else cfg.task.env.numEnvs)
     try:
         num_envs = int(cfg.num_envs)

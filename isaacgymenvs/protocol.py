@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ FORMAT_VERSION = 1
 LATEST_CHECKPOINT = "latest.pth"
 LATEST_MANIFEST = "latest.json"
 TRAINER_LOCK = ".trainer.lock"
+METRICS_FILE = "metrics.csv"
+METRICS_HEADER = "epoch,frame,mean_reward,wall_time\n"
 # Temp files are hidden and end in .tmp-<pid>-<n>: no reader's *.pth / *.json pattern matches them.
 TEMP_GLOB = ".*.tmp-*"
 
@@ -73,6 +76,10 @@ class RunDir:
     @property
     def trainer_lock(self) -> Path:
         return self.nn / TRAINER_LOCK
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / METRICS_FILE
 
 
 def run_name(prefix: str, when: datetime) -> str:
@@ -203,3 +210,218 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# --- experiments: which run directory a player or panel follows ------------------------------
+
+
+def list_runs(train_dir: str | Path) -> list[RunDir]:
+    """Run directories under `train_dir`, newest first (timestamp in the name, else ctime).
+
+    Never sorted by plain name: 'Ant_ep_99' after 'Ant_ep_1000' is the classic trap.
+    """
+    parent = Path(train_dir)
+    if not parent.is_dir():
+        return []
+
+    def created(path: Path) -> float:
+        stamp = run_timestamp(path.name)
+        return stamp.timestamp() if stamp else path.stat().st_ctime
+
+    runs = [p for p in parent.iterdir() if p.is_dir() and (p / "nn").is_dir()]
+    return [RunDir(p) for p in sorted(runs, key=created, reverse=True)]
+
+
+def resolve_experiment(train_dir: str | Path, experiment: str) -> RunDir:
+    """An exact run-directory name, or the newest run whose name contains `experiment`."""
+    runs = list_runs(train_dir)
+    recent = ", ".join(r.name for r in runs[:5]) or f"none in {train_dir}/"
+    if not experiment:
+        raise UserError(f"Play mode needs experiment=<run name or part of it>; most recent runs: {recent}.")
+    exact = Path(train_dir) / experiment
+    if (exact / "nn").is_dir():
+        return RunDir(exact)
+    matches = [r for r in runs if experiment in r.name]
+    if not matches:
+        raise UserError(f"No run in {train_dir}/ matches experiment={experiment}; candidates: {recent}.")
+    return matches[0]
+
+
+# --- the state file: what the player should show (written by the panel) ----------------------
+
+STATE_FILE = ".checkpoint_state.json"
+STATUS_FILE = ".player_status.json"
+MODE_AUTO, MODE_MANUAL = "auto", "manual"
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """`auto`: follow nn/latest.pth; `manual`: the checkpoint at `checkpoint` (relative to the run)."""
+
+    mode: str = MODE_AUTO
+    checkpoint: str | None = None
+    seq: int = 0
+
+
+def state_file(run: RunDir) -> Path:
+    return run.root / STATE_FILE
+
+
+def status_file(run: RunDir) -> Path:
+    return run.root / STATUS_FILE
+
+
+def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
+    """The .pth file `relative` names inside the run directory, or None if it points elsewhere.
+
+    Rejects non-strings, absolute paths, '..' escapes and symlinks leading out of the run.
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative or Path(relative).is_absolute():
+        return None
+    root = run.root.resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if path.suffix != ".pth" or not path.is_relative_to(root):
+        return None
+    return path
+
+
+def read_state(run: RunDir) -> tuple[CheckpointState | None, str | None]:
+    """(state, None) for a valid state file; (None, None) when absent; (None, why) when unusable.
+
+    A missing file means auto. Anything malformed (empty, torn, wrong types, unknown mode, a path
+    outside the run) is reported and ignored by the caller: never a crash, never a foreign load.
+    """
+    path = state_file(run)
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"cannot read {path.name}: {err}"
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None, f"{path.name} is not valid JSON"
+    if not isinstance(value, dict):
+        return None, f"{path.name} is not a JSON object"
+    mode, seq, checkpoint = value.get("mode"), value.get("seq", 0), value.get("checkpoint")
+    if mode not in (MODE_AUTO, MODE_MANUAL):
+        return None, f"{path.name} has unknown mode {str(mode)[:40]!r} (expected 'auto' or 'manual')"
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return None, f"{path.name} has a non-integer seq"
+    if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
+        return None, f"{path.name} names {str(checkpoint)[:80]!r}, which is not a .pth file inside the run directory"
+    return CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, seq), None
+
+
+def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> CheckpointState:
+    """Write the state file atomically under a lock; seq increases with every write."""
+    if mode not in (MODE_AUTO, MODE_MANUAL):
+        raise ValueError(f"unknown mode {mode!r}")
+    if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
+        raise ValueError(f"{checkpoint!r} is not a .pth file inside {run.root}")
+    with FileLock(run.root / f"{STATE_FILE}.lock"):
+        previous, _ = read_state(run)
+        state = CheckpointState(
+            mode, checkpoint if mode == MODE_MANUAL else None, (previous.seq if previous else 0) + 1
+        )
+        payload = {"mode": state.mode, "checkpoint": state.checkpoint, "seq": state.seq, "written": time.time()}
+        atomic_write_bytes(state_file(run), json.dumps(payload, indent=1).encode())
+    return state
+
+
+def write_status(run: RunDir, status: dict[str, Any]) -> None:
+    """The player's report of what it shows (panel reads it); includes a heartbeat time."""
+    atomic_write_bytes(status_file(run), json.dumps({**status, "heartbeat": time.time()}, indent=1).encode())
+
+
+def read_status(run: RunDir) -> dict[str, Any] | None:
+    return read_manifest(status_file(run))
+
+
+# --- checkpoints: what a file holds, checked before any weight is used ----------------------
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint that loaded safely and fits the expected task and shapes."""
+
+    path: Path
+    model: dict[str, Any]
+    epoch: int | None
+    frame: int | None
+    mean_reward: float | None
+    task: str | None
+
+
+class CheckpointRejected(Exception):
+    """A checkpoint that cannot be used; the message says why in one sentence."""
+
+
+def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
+
+    Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred).
+    """
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointRejected(f"{path.name} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - torn zip, EOF, pickle refusal: all one message
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first})") from None
+    model = ckpt.get("model") if isinstance(ckpt, dict) else None
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+    meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
+    if meta.get("task") not in (None, task):
+        raise CheckpointRejected(f"{path.name} belongs to task {meta['task']}, not {task}")
+    obs = model.get("running_mean_std.running_mean")
+    mu = model.get("a2c_network.mu.weight")
+    shape = (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
+    if shape != (num_obs, num_actions):
+        raise CheckpointRejected(
+            f"{path.name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
+        )
+
+    def number(key: str, cast: type) -> Any:
+        value = meta.get(key, ckpt.get(key))
+        return cast(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    return CheckpointInfo(
+        path, model, number("epoch", int), number("frame", int), number("mean_reward", float), meta.get("task")
+    )
+
+
+# --- metrics.csv: one line per epoch, appended by the trainer (reward curve for the panel) ----
+
+
+def append_metrics(run: RunDir, epoch: int, frame: int, mean_reward: float | None, wall_time: float) -> None:
+    """Append one epoch; a line is written whole, so readers see complete lines plus maybe a tail."""
+    new = not run.metrics_file.exists()
+    reward = "" if mean_reward is None else f"{mean_reward:.6g}"
+    with open(run.metrics_file, "a") as f:
+        f.write((METRICS_HEADER if new else "") + f"{epoch},{frame},{reward},{wall_time:.3f}\n")
+
+
+def read_metrics(run: RunDir) -> list[tuple[int, int, float]]:
+    """(epoch, frame, mean_reward) rows with a reward; malformed or partial lines are skipped."""
+    try:
+        lines = run.metrics_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    rows = []
+    for line in lines[1:]:
+        parts = line.split(",")
+        if len(parts) != 4 or not parts[2]:
+            continue
+        try:
+            rows.append((int(parts[0]), int(parts[1]), float(parts[2])))
+        except ValueError:
+            continue
+    return rows

@@ -124,3 +124,24 @@ class WandbObserver(AlgoObserver):
             config=OmegaConf.to_container(cfg, resolve=True),
             sync_tensorboard=True,
         )
+
+
+class MetricsObserver(AlgoObserver):
+    """Append epoch, frame and mean episode reward to <run>/metrics.csv (the panel's reward curve)."""
+
+    def __init__(self, run) -> None:  # noqa: ANN001
+        super().__init__()
+        self.run = run
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        self.algo = algo
+
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        from isaacgymenvs import protocol
+
+        rewards = self.algo.game_rewards
+        reward = float(rewards.get_mean()[0]) if rewards.current_size > 0 else None
+        try:
+            protocol.append_metrics(self.run, int(epoch_num), int(self.algo.frame), reward, time.time())
+        except OSError as err:
+            print(f"Warning: could not append to {self.run.metrics_file} ({err})", flush=True)

@@ -11,7 +11,13 @@ from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import VecTask, task_class
-from isaacgymenvs.trainer.observers import MultiObserver, ProgressObserver, RewardTermsObserver, WandbObserver
+from isaacgymenvs.trainer.observers import (
+    MetricsObserver,
+    MultiObserver,
+    ProgressObserver,
+    RewardTermsObserver,
+    WandbObserver,
+)
 from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublisher
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
@@ -53,7 +59,7 @@ def train(cfg: DictConfig) -> RunDir:
 
     checkpoints = CheckpointObserver(cfg, run, CheckpointPublisher(run))
     register_task(lambda: make_task(cfg))
-    runner = Runner(algo_observer=MultiObserver([*observers, checkpoints]))
+    runner = Runner(algo_observer=MultiObserver([*observers, MetricsObserver(run), checkpoints]))
     runner.load(rlgames_params(cfg, run))
     runner.reset()
     try:

@@ -1,0 +1,77 @@
+"""The GUI-free simulate/reload loop body shared by the window and headless play."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import torch
+
+from isaacgymenvs.player.follower import CheckpointFollower
+from isaacgymenvs.player.policy import Policy
+from isaacgymenvs.tasks import VecTask
+
+
+class PlayerCore:
+    """Step all envs with the current policy; swap in new weights only between steps."""
+
+    def __init__(self, task: VecTask, policy: Policy, follower: CheckpointFollower) -> None:
+        self.task, self.policy, self.follower = task, policy, follower
+        self.obs = task.reset()["obs"]
+        self.returns = torch.zeros(task.num_envs)
+        self.last_returns = [math.nan] * task.num_envs
+        self.finished_returns: deque[float] = deque(maxlen=100_000)
+        self.steps = 0
+
+    def apply_ready_weights(self) -> bool:
+        """Swap in a checkpoint the follower finished loading; True if the policy changed."""
+        info = self.follower.take_ready()
+        if info is None:
+            return False
+        try:
+            self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()})
+        except RuntimeError as err:
+            self.follower.apply_failed(info, str(err).strip().splitlines()[0][:200])
+            return False
+        self.follower.applied(info)
+        return True
+
+    def step(self) -> None:
+        """One control step (1/60 s of simulated time) for every env."""
+        self.apply_ready_weights()
+        actions = self.policy.act(self.obs)
+        obs_dict, rewards, dones, _ = self.task.step(actions)
+        self.obs = obs_dict["obs"]
+        self.returns += rewards.detach().cpu()
+        done = dones.detach().cpu()
+        for i in done.nonzero().flatten().tolist():
+            self.last_returns[i] = float(self.returns[i])
+            self.finished_returns.append(float(self.returns[i]))
+        self.returns[done] = 0.0
+        self.steps += 1
+
+    def reset_envs(self) -> None:
+        self.obs = self.task.reset()["obs"]
+        self.returns.zero_()
+
+    def hud_lines(self) -> list[str]:
+        """What a person watching should know, as short lines."""
+        f = self.follower
+        info = f.loaded
+        if info is None:
+            head = [f"Waiting for checkpoint {f.target().path.name} ..."]
+        else:
+            since = time.time() - (f.loaded_at or time.time())
+            reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "?"
+            head = [
+                f"{f.target().mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '?'}",
+                f"training reward {reward}  reloaded {since:.0f} s ago",
+            ]
+        if f.error:
+            head.append(f"last load failed: {f.error}")
+        if f.state_warning:
+            head.append(f"state file ignored: {f.state_warning}")
+        live = "  ".join(f"{r:.0f}" for r in self.returns.tolist()[:8])
+        last = "  ".join("-" if math.isnan(r) else f"{r:.0f}" for r in self.last_returns[:8])
+        return [*head, f"episode returns now: {live}", f"last episode returns: {last}"]

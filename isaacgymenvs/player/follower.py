@@ -1,0 +1,235 @@
+"""Decide which checkpoint the player shows, notice when it changes, and load it off the render loop.
+
+Sources of change: filesystem events on the run (watchdog; an atomic rename onto latest.pth
+arrives as a *moved* event, so moves count), a poll of the checkpoint every
+`checkpoint_reload_interval` seconds (for filesystems where events never arrive), and a poll of
+the state file every 0.5 s (so a panel's choice applies within a second). A checkpoint is
+reloaded only when its identity (inode, size, mtime) changed; a load that fails keeps the current
+policy and is reported, and the same bytes are not retried.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from isaacgymenvs import protocol
+from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, CheckpointState, RunDir
+
+STATE_POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The file to show and why (mode/seq of the state file that chose it)."""
+
+    path: Path
+    mode: str
+    seq: int
+
+
+def file_identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class _Events(FileSystemEventHandler):
+    """Wake the follower for changes to checkpoints or the state file (not temp files)."""
+
+    def __init__(self, wake: threading.Event, dirty: threading.Event) -> None:
+        self.wake, self.dirty = wake, dirty
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            name = os.path.basename(os.fsdecode(path)) if path else ""
+            if name == protocol.STATE_FILE or (name.endswith(".pth") and not name.startswith(".")):
+                self.dirty.set()
+                self.wake.set()
+
+
+class CheckpointFollower:
+    """Background thread: watch, choose, load; the render loop takes ready weights between frames."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        task: str,
+        num_obs: int,
+        num_actions: int,
+        reload_interval: float,
+        initial_checkpoint: Path | None = None,
+        use_events: bool = True,
+        log=print,  # noqa: ANN001
+    ) -> None:
+        self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
+        self.reload_interval = reload_interval
+        self.log = log
+        self.state = CheckpointState()
+        self.initial_checkpoint = initial_checkpoint
+        self.state_warning: str | None = None
+        self.loaded: CheckpointInfo | None = None
+        self.loaded_identity: tuple | None = None
+        self.loaded_at: float | None = None
+        self.phase = "waiting"
+        self.error: str | None = None
+        self.loads = 0
+        self._failed_identity: tuple | None = None
+        self._ready: tuple[CheckpointInfo, tuple] | None = None
+        self._lock = threading.Lock()
+        self._wake, self._dirty, self._force = threading.Event(), threading.Event(), threading.Event()
+        self._stop = threading.Event()
+        self._observer = None
+        if use_events:
+            self._observer = Observer()
+            handler = _Events(self._wake, self._dirty)
+            self._observer.schedule(handler, str(run.root), recursive=False)
+            self._observer.schedule(handler, str(run.nn), recursive=False)
+            self._observer.daemon = True
+        self._thread = threading.Thread(target=self._loop, name="checkpoint-follower", daemon=True)
+        self._waiting_said = False
+
+    # --- called from the render loop -------------------------------------------------------
+
+    def start(self) -> None:
+        if self._observer is not None:
+            self._observer.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+        self._thread.join(timeout=5)
+        self._write_status()
+
+    def force_reload(self) -> None:
+        """Reload the current target even if unchanged (viewer key)."""
+        self._force.set()
+        self._wake.set()
+
+    def take_ready(self) -> CheckpointInfo | None:
+        """The newest successfully loaded checkpoint not yet applied, if any."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        return ready[0] if ready else None
+
+    def applied(self, info: CheckpointInfo) -> None:
+        """The render loop swapped these weights in."""
+        with self._lock:
+            self.loaded, self.loaded_at, self.phase, self.error = info, time.time(), "loaded", None
+            self.loads += 1
+        self.log(f"Loaded {self.describe(info)}")
+        self._write_status()
+
+    def apply_failed(self, info: CheckpointInfo, reason: str) -> None:
+        """The weights did not fit the network (e.g. other hidden sizes): keep the current policy."""
+        with self._lock:
+            self._failed_identity, self.loaded_identity = self.loaded_identity, None
+            self.phase, self.error = "failed", f"{info.path.name}: {reason}"
+        self.log(f"Keeping the current policy: {self.error}")
+        self._write_status()
+
+    def describe(self, info: CheckpointInfo) -> str:
+        reward = f", training reward {info.mean_reward:.1f}" if info.mean_reward is not None else ""
+        epoch = f" (epoch {info.epoch}{reward})" if info.epoch is not None else ""
+        return f"{info.path.name}{epoch}"
+
+    # --- background thread -------------------------------------------------------------------
+
+    def target(self) -> Target:
+        if self.state.mode == protocol.MODE_MANUAL and self.state.checkpoint:
+            path = protocol.checkpoint_in_run(self.run, self.state.checkpoint)
+            if path is not None:
+                return Target(path, protocol.MODE_MANUAL, self.state.seq)
+        if self.initial_checkpoint is not None and self.state.seq == 0:
+            return Target(self.initial_checkpoint, protocol.MODE_MANUAL, 0)
+        return Target(self.run.latest_checkpoint, protocol.MODE_AUTO, self.state.seq)
+
+    def _loop(self) -> None:
+        last_poll = last_state = last_status = 0.0
+        self._check(force=True)
+        while not self._stop.is_set():
+            self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
+            self._wake.clear()
+            now = time.monotonic()
+            dirty = self._dirty.is_set()
+            self._dirty.clear()
+            if dirty or now - last_state >= STATE_POLL_SECONDS:
+                self._read_state()
+                last_state = now
+            if dirty or self._force.is_set() or now - last_poll >= self.reload_interval:
+                self._check(force=self._force.is_set())
+                self._force.clear()
+                last_poll = now
+            if now - last_status >= HEARTBEAT_SECONDS:
+                self._write_status()
+                last_status = now
+
+    def _read_state(self) -> None:
+        state, warning = protocol.read_state(self.run)
+        if warning != self.state_warning:
+            self.state_warning = warning
+            if warning:
+                self.log(f"Ignoring the state file: {warning}")
+        if state is not None and state != self.state:
+            self.state = state
+            self._check(force=False)
+
+    def _check(self, force: bool) -> None:
+        target = self.target()
+        identity = file_identity(target.path)
+        if identity is None:
+            if not self._waiting_said and self.loaded is None:
+                self.log(f"Waiting for checkpoint {target.path} ...")
+                self._waiting_said = True
+            return
+        key = (target.path, *identity)
+        with self._lock:
+            pending = self._ready[1] if self._ready else None
+        if not force and key in (self.loaded_identity, self._failed_identity, pending):
+            return
+        self.phase = "loading"
+        try:
+            info = protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions)
+        except CheckpointRejected as err:
+            self._failed_identity, self.phase, self.error = key, "failed", str(err)
+            self.log(f"Keeping the current policy: {err}")
+            self._write_status()
+            return
+        with self._lock:
+            self._ready = (info, key)
+            self.loaded_identity = key
+
+    def status(self) -> dict[str, Any]:
+        info = self.loaded
+        return {
+            "pid": os.getpid(),
+            "run": self.run.name,
+            "mode": self.target().mode,
+            "seq": self.state.seq,
+            "phase": self.phase,
+            "checkpoint": info.path.name if info else None,
+            "epoch": info.epoch if info else None,
+            "reward": info.mean_reward if info else None,
+            "loaded_at": self.loaded_at,
+            "error": self.error,
+            "state_file_warning": self.state_warning,
+        }
+
+    def _write_status(self) -> None:
+        try:
+            protocol.write_status(self.run, self.status())
+        except OSError as err:
+            self.log(f"Warning: could not write the player status file ({err})")

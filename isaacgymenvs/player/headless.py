@@ -1,0 +1,82 @@
+"""Play without a window: follow the run in real time, record MP4 clips, or evaluate N episodes."""
+
+from __future__ import annotations
+
+import csv
+import time
+from datetime import datetime
+from pathlib import Path
+
+from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.render import MultiEnvRenderer
+
+
+class ClipRecorder:
+    """Consecutive MP4 clips of `length` frames into `<run>/videos/` (60 fps, one frame per step)."""
+
+    def __init__(self, renderer: MultiEnvRenderer, directory: Path, length: int, fps: int = 60) -> None:
+        self.renderer, self.directory, self.length, self.fps = renderer, directory, length, fps
+        directory.mkdir(parents=True, exist_ok=True)
+        self.writer = None
+        self.frames = 0
+        self.clips: list[Path] = []
+
+    def add(self, core: PlayerCore) -> None:
+        import imageio_ffmpeg
+
+        if self.writer is None:
+            info = core.follower.loaded
+            tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
+            path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{tag}.mp4"
+            size = (self.renderer.width, self.renderer.height)
+            self.writer = imageio_ffmpeg.write_frames(str(path), size, fps=self.fps, quality=7, macro_block_size=8)
+            self.writer.send(None)
+            self.clips.append(path)
+        qpos = core.task.physics.state().qpos.cpu().numpy()
+        self.writer.send(self.renderer.render(qpos).tobytes())
+        self.frames += 1
+        if self.frames % self.length == 0:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def write_returns(path: Path, returns: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["episode", "return"])
+        writer.writerows(enumerate(returns, 1))
+
+
+def run_headless(
+    core: PlayerCore, games_num: int = 0, recorder: ClipRecorder | None = None, eval_dir: Path | None = None
+) -> Path | None:
+    """Real-time paced unless evaluating (`games_num` > 0, as fast as possible).
+
+    Returns the CSV of episode returns when evaluating. Ctrl+C ends the loop (KeyboardInterrupt).
+    """
+    dt = core.task.dt
+    start = time.perf_counter()
+    try:
+        while True:
+            core.step()
+            if recorder is not None:
+                recorder.add(core)
+            if games_num > 0:
+                if len(core.finished_returns) >= games_num:
+                    info = core.follower.loaded
+                    tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
+                    path = eval_dir / f"returns_{tag}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
+                    write_returns(path, list(core.finished_returns)[:games_num])
+                    return path
+                continue
+            ahead = start + core.steps * dt - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+    finally:
+        if recorder is not None:
+            recorder.close()

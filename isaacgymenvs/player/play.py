@@ -1,0 +1,100 @@
+"""`mode=play`: resolve the run, rebuild its task and policy, then show it (window or headless)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from isaacgymenvs import protocol
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.protocol import RunDir
+
+
+def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfig:
+    """The run's own task and train sections (so observations and network match what trained).
+
+    num_envs, devices and play keys stay as given for this player.
+    """
+    try:
+        saved = OmegaConf.load(run.config_file)
+    except (OSError, ValueError) as err:
+        raise UserError(f"Run {run.name} has no readable params/config.yaml ({err}); is it a training run?") from None
+    if task_given and saved.task.name != cfg.task.name:
+        raise UserError(
+            f"Run {run.name} trained task {saved.task.name}, not {cfg.task.name}; drop task= or pick a run."
+        )
+    OmegaConf.set_struct(cfg, False)
+    cfg.task, cfg.train = saved.task, saved.train
+    cfg.task.env.numEnvs = cfg.num_envs
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def play(cfg: DictConfig, task_given: bool) -> None:
+    from isaacgymenvs.player.core import PlayerCore
+    from isaacgymenvs.player.follower import CheckpointFollower
+    from isaacgymenvs.player.policy import Policy
+    from isaacgymenvs.trainer.train import make_task
+
+    run = protocol.resolve_experiment(cfg.train_dir, cfg.experiment)
+    cfg = with_run_config(cfg, run, task_given)
+    print(f"Playing run {run.root}", flush=True)
+    os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
+    task = make_task(cfg)
+    policy = Policy(
+        OmegaConf.to_container(cfg.train, resolve=True),
+        task.num_obs,
+        task.num_actions,
+        cfg.rl_device,
+        bool(cfg.stochastic),
+    )
+    follower = CheckpointFollower(
+        run,
+        cfg.task.name,
+        task.num_obs,
+        task.num_actions,
+        float(cfg.checkpoint_reload_interval),
+        initial_checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None,
+    )
+    core = PlayerCore(task, policy, follower)
+    panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
+    follower.start()
+    try:
+        if cfg.headless or cfg.games_num > 0:
+            _play_headless(cfg, run, core)
+        else:
+            from isaacgymenvs.player.viewer import run_window
+
+            run_window(core, cfg, run)
+    except KeyboardInterrupt:
+        print("Player stopped.", flush=True)
+    finally:
+        follower.stop()
+        if panel is not None:
+            panel.terminate()  # closing the player closes its panel
+            panel.wait(timeout=10)
+
+
+def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
+    """The checkpoint control panel for the same run, as a child process."""
+    script = Path(__file__).resolve().parent.parent / "checkpoint_control_panel.py"
+    print(f"Starting the checkpoint control panel for {run.name}", flush=True)
+    return subprocess.Popen([sys.executable, str(script), f"--experiment={run.name}", f"--train_dir={train_dir}"])
+
+
+def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
+    from isaacgymenvs.player.headless import ClipRecorder, run_headless
+    from isaacgymenvs.player.render import MultiEnvRenderer
+
+    recorder = None
+    if cfg.video:
+        renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing))
+        recorder = ClipRecorder(renderer, run.root / "videos", int(cfg.video_length))
+    csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval")
+    if csv_path is not None:
+        returns = list(core.finished_returns)[: int(cfg.games_num)]
+        print(f"{len(returns)} episodes, mean return {sum(returns) / len(returns):.2f}; returns written to {csv_path}")

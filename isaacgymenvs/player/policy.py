@@ -1,0 +1,43 @@
+"""The trained rl_games actor-critic, rebuilt from the run's train config, for inference only."""
+
+from __future__ import annotations
+
+import torch
+from rl_games.algos_torch import model_builder
+
+
+class Policy:
+    """Deterministic (the mean action) unless `stochastic`; weights swapped in place."""
+
+    def __init__(self, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool) -> None:
+        params = train_params["params"]
+        config = params["config"]
+        network = model_builder.ModelBuilder().load(params)
+        self.model = network.build(
+            {
+                "actions_num": num_actions,
+                "input_shape": (num_obs,),
+                "num_seqs": 1,
+                "value_size": 1,
+                "normalize_value": bool(config["normalize_value"]),
+                "normalize_input": bool(config["normalize_input"]),
+            }
+        )
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.stochastic = stochastic
+        self.num_actions = num_actions
+        self.loaded = False
+
+    def load(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Replace all weights and normalisers (strict: a different network shape raises)."""
+        self.model.load_state_dict(state_dict, strict=True)
+        self.loaded = True
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions in [-1, 1]; zeros until a checkpoint is loaded."""
+        if not self.loaded:
+            return torch.zeros(obs.shape[0], self.num_actions, device=self.device)
+        out = self.model({"is_train": False, "prev_actions": None, "obs": obs.to(self.device), "rnn_states": None})
+        return torch.clamp(out["actions"] if self.stochastic else out["mus"], -1.0, 1.0)

@@ -1,0 +1,111 @@
+"""Render several envs side by side into one RGB frame, without any GUI toolkit.
+
+One MjData is posed as each env in turn; env 0 fills the scene (floor, lights, robot) and the
+others add their geoms too (floors hidden), each env's group shifted to its own place on a grid. The camera is
+free (rotate/pan/zoom/move) or follows one robot. MUJOCO_GL=egl renders without a display.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+ROW = 8  # envs per row of the grid, rows stacked along -x
+
+
+def grid_offsets(num_envs: int, spacing: float) -> np.ndarray:
+    """[num_envs, 3] display offsets: rows of up to 8 along y, centred on the origin."""
+    idx = np.arange(num_envs)
+    per_row = min(num_envs, ROW)
+    y = (idx % ROW - (per_row - 1) / 2) * spacing
+    x = -(idx // ROW) * spacing
+    return np.stack([x, y, np.zeros(num_envs)], axis=1)
+
+
+class MultiEnvRenderer:
+    """Draw all envs' current qpos into one image with a controllable camera."""
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, spacing: float, width: int = 960, height: int = 540):
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self.offsets = grid_offsets(num_envs, spacing)
+        self.renderer = mujoco.Renderer(model, height, width, max_geom=max(10000, 200 * num_envs))
+        self.option = mujoco.MjvOption()
+        self.camera = mujoco.MjvCamera()
+        self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        extent = float(np.abs(self.offsets[:, :2]).max()) + 2.0
+        self.camera.lookat[:] = [self.offsets[:, 0].mean(), 0.0, 0.4]
+        self.camera.distance = 2.5 + 1.2 * extent
+        self.camera.azimuth, self.camera.elevation = 135.0, -20.0
+        self.follow: int | None = None
+        self.width, self.height = width, height
+
+    # --- camera ------------------------------------------------------------------------------
+
+    def rotate(self, dx: float, dy: float) -> None:
+        self.camera.azimuth -= dx * 0.3
+        self.camera.elevation = float(np.clip(self.camera.elevation - dy * 0.3, -89.0, 89.0))
+
+    def pan(self, dx: float, dy: float) -> None:
+        scale = self.camera.distance * 0.0015
+        right, forward = self._axes()
+        self.camera.lookat[:] += (-dx * right + dy * forward) * scale
+
+    def zoom(self, steps: float) -> None:
+        self.camera.distance = float(np.clip(self.camera.distance * 0.9**steps, 0.3, 500.0))
+
+    def move(self, forward: float, right: float, up: float) -> None:
+        """Keyboard motion (W/S, A/D, Q/E), in metres scaled by the view distance."""
+        ax_right, ax_forward = self._axes()
+        step = 0.05 * max(self.camera.distance, 1.0)
+        self.camera.lookat[:] += (forward * ax_forward + right * ax_right + np.array([0, 0, up])) * step
+
+    def _axes(self) -> tuple[np.ndarray, np.ndarray]:
+        az = math.radians(self.camera.azimuth)
+        forward = np.array([math.cos(az), math.sin(az), 0.0])
+        right = np.array([math.sin(az), -math.cos(az), 0.0])
+        return right, forward
+
+    def cycle_follow(self) -> None:
+        """Free camera -> follow env 0 -> env 1 -> ... -> free camera."""
+        n = len(self.offsets)
+        self.follow = 0 if self.follow is None else (self.follow + 1 if self.follow + 1 < n else None)
+
+    # --- drawing -------------------------------------------------------------------------------
+
+    def render(self, qpos: np.ndarray) -> np.ndarray:
+        """RGB uint8 [height, width, 3] of every env posed from qpos [num_envs, nq]."""
+        self.follow_position(qpos)
+        m, d, scene = self.model, self.data, self.renderer.scene
+        for i, q in enumerate(qpos):
+            d.qpos[:] = q
+            mujoco.mj_kinematics(m, d)
+            if i == 0:
+                self.renderer.update_scene(d, self.camera, self.option)
+                start = 0
+            else:
+                start = scene.ngeom
+                mujoco.mjv_addGeoms(m, d, self.option, mujoco.MjvPerturb(), mujoco.mjtCatBit.mjCAT_ALL, scene)
+            for j in range(start, scene.ngeom):
+                geom = scene.geoms[j]
+                if geom.type != mujoco.mjtGeom.mjGEOM_PLANE:
+                    geom.pos[:] += self.offsets[i]
+                elif i > 0:  # one floor is enough: hide the copies (and their reflection pass)
+                    geom.rgba[3], geom.reflectance = 0.0, 0.0
+                    geom.pos[2] -= 1e3
+        return self.renderer.render()
+
+    def follow_position(self, qpos: np.ndarray) -> None:
+        """Point the camera at the followed robot's root body, at its display offset."""
+        if self.follow is None:
+            return
+        self.data.qpos[:] = qpos[self.follow]
+        mujoco.mj_kinematics(self.model, self.data)
+        self.camera.lookat[:] = self.data.xpos[1] + self.offsets[self.follow]
+
+    def close(self) -> None:
+        self.renderer.close()

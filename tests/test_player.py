@@ -1,0 +1,318 @@
+"""The player: experiment resolution, state-file fuzzing, bad checkpoints, live reload, screenshot."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from isaacgymenvs import protocol
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.protocol import CheckpointRejected
+from tests.conftest import ENTRY
+
+# --- experiment resolution ---------------------------------------------------------------------
+
+
+def make_runs(tmp_path, *names):
+    for name in names:
+        (tmp_path / name / "nn").mkdir(parents=True)
+    return tmp_path
+
+
+def test_exact_and_newest_partial_match_by_timestamp_not_by_name(tmp_path):
+    runs = make_runs(tmp_path, "Ant_b_2026-01-01_00-00-00", "Ant_a_2026-06-01_00-00-00", "Cartpole_2026-07-01_00-00-00")
+    assert protocol.resolve_experiment(runs, "Ant").name == "Ant_a_2026-06-01_00-00-00"
+    assert protocol.resolve_experiment(runs, "Ant_b_2026-01-01_00-00-00").name == "Ant_b_2026-01-01_00-00-00"
+    assert protocol.resolve_experiment(runs, "Cart").name == "Cartpole_2026-07-01_00-00-00"
+
+
+def test_experiment_missing_or_unmatched_is_one_sentence(tmp_path):
+    runs = make_runs(tmp_path, "Ant_2026-01-01_00-00-00")
+    with pytest.raises(UserError, match=r"needs experiment=.*most recent runs: Ant_2026-01-01_00-00-00"):
+        protocol.resolve_experiment(runs, "")
+    with pytest.raises(UserError, match=r"No run .* matches experiment=Dog; candidates: Ant_2026"):
+        protocol.resolve_experiment(runs, "Dog")
+
+
+# --- state file ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    (run.nn / "a.pth").write_bytes(b"x")
+    return run
+
+
+def test_state_file_round_trip_and_seq(run):
+    assert protocol.read_state(run) == (None, None)
+    first = protocol.write_state(run, "manual", "nn/a.pth")
+    assert protocol.read_state(run) == (first, None) and first.seq == 1
+    second = protocol.write_state(run, "auto")
+    assert second.seq == 2 and protocol.read_state(run)[0].checkpoint is None
+
+
+def hostile_state_files(rng: random.Random, outside: Path) -> list[bytes]:
+    """>= 200 malformed, hand-edited or hostile state files."""
+    bad_paths = [
+        "../x.pth",
+        "/etc/passwd",
+        str(outside),
+        "nn/../../secret.pth",
+        "nn/a.txt",
+        "nn/\x00.pth",
+        "",
+        "../../../../root/.bashrc",
+        "nn/link_out.pth",
+        5,
+        None,
+        ["nn/a.pth"],
+        {"p": 1},
+        True,
+        "nn/" + "a" * 5000,
+    ]
+    files = [b"", b"{", b"[]", b"null", b"42", b'"auto"', b"\xff\xfe\x00", b'{"mode": "auto"', b"{}" * 3]
+    for path in bad_paths:
+        files.append(json.dumps({"mode": "manual", "checkpoint": path, "seq": 1}).encode())
+    for mode in ["AUTO", "Manual", "", None, 1, ["auto"], "follow", "latest"]:
+        files.append(json.dumps({"mode": mode, "seq": 1}).encode())
+    for seq in ["1", 1.5, None, [1], True]:
+        files.append(json.dumps({"mode": "auto", "seq": seq}).encode())
+    good = json.dumps({"mode": "manual", "checkpoint": "nn/a.pth", "seq": 3}).encode()
+    while len(files) < 220:
+        raw = bytearray(good)
+        for _ in range(rng.randint(1, 6)):  # random corruption: flips, truncation, insertions
+            op = rng.random()
+            pos = rng.randrange(len(raw)) if raw else 0
+            if op < 0.4 and raw:
+                raw[pos] = rng.randrange(256)
+            elif op < 0.7:
+                raw = raw[:pos]
+            else:
+                raw[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        files.append(bytes(raw))
+    return files
+
+
+def test_state_file_fuzzing_never_crashes_and_never_leaves_the_run(run, tmp_path):
+    outside = tmp_path / "outside.pth"
+    outside.write_bytes(b"x")
+    (run.nn / "link_out.pth").symlink_to(outside)
+    from isaacgymenvs.player.follower import CheckpointFollower
+
+    follower = CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=False, log=lambda msg: None)
+    files = hostile_state_files(random.Random(0), outside)
+    assert len(files) >= 200
+    root = run.root.resolve()
+    for raw in files:
+        protocol.state_file(run).write_bytes(raw)
+        state, warning = protocol.read_state(run)
+        assert state is not None or warning is not None or raw == b""
+        follower._read_state()
+        target = follower.target().path.resolve()
+        assert target.is_relative_to(root), (raw, target)
+        assert target != outside.resolve()
+
+
+# --- checkpoints the player must refuse -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """A Cartpole and an Ant run, a few epochs each, trained by the real CLI."""
+    parent = tmp_path_factory.mktemp("trained")
+    for task, envs in (("Cartpole", 32), ("Ant", 16)):
+        result = subprocess.run(
+            [sys.executable, str(ENTRY), f"task={task}", f"num_envs={envs}", "max_iterations=3",
+             "sim_device=cpu", "rl_device=cpu",],
+            cwd=parent, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+    runs = {r.name.split("_")[0]: protocol.RunDir(r) for r in (parent / "runs").iterdir()}
+    return parent, runs
+
+
+@pytest.mark.slow
+def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
+    _, runs = trained_runs
+    good = runs["Cartpole"].latest_checkpoint
+    data = good.read_bytes()
+    cases = {
+        "torn.pth": data[: len(data) // 2],
+        "empty.pth": b"",
+        "garbage.pth": os.urandom(4096),
+    }
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(CheckpointRejected, match="torn or not a checkpoint"):
+            protocol.load_checkpoint(tmp_path / name, "Cartpole", 4, 1)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    torch.save({"model": {}, "x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointRejected, match="torn or not a checkpoint"):
+        protocol.load_checkpoint(tmp_path / "evil.pth", "Cartpole", 4, 1)
+    assert not Path("pwned").exists()
+
+    with pytest.raises(CheckpointRejected, match="belongs to task Ant, not Cartpole"):
+        protocol.load_checkpoint(runs["Ant"].latest_checkpoint, "Cartpole", 4, 1)
+    ant = torch.load(runs["Ant"].latest_checkpoint, weights_only=True)
+    del ant["metadata"]  # an rl_games checkpoint without our metadata: shapes decide
+    torch.save(ant, tmp_path / "ant_plain.pth")
+    with pytest.raises(CheckpointRejected, match="60 observations and 8 actions; Cartpole needs 4 and 1"):
+        protocol.load_checkpoint(tmp_path / "ant_plain.pth", "Cartpole", 4, 1)
+    info = protocol.load_checkpoint(good, "Cartpole", 4, 1)
+    assert info.epoch == 3 and info.task == "Cartpole"
+
+
+def build_core(run, reload_interval=30.0, num_envs=2):
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs.config import load_config
+    from isaacgymenvs.player.core import PlayerCore
+    from isaacgymenvs.player.follower import CheckpointFollower
+    from isaacgymenvs.player.play import with_run_config
+    from isaacgymenvs.player.policy import Policy
+    from isaacgymenvs.trainer.train import make_task
+
+    cfg = load_config(["mode=play", f"num_envs={num_envs}", "sim_device=cpu", "rl_device=cpu"])
+    cfg = with_run_config(cfg, run, task_given=False)
+    task = make_task(cfg)
+    policy = Policy(OmegaConf.to_container(cfg.train, resolve=True), task.num_obs, task.num_actions, "cpu", False)
+    messages: list[str] = []
+    follower = CheckpointFollower(
+        run, cfg.task.name, task.num_obs, task.num_actions, reload_interval, log=messages.append
+    )
+    return PlayerCore(task, policy, follower), messages, cfg
+
+
+def step_until(core, condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        core.step()
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_broken_new_checkpoint_keeps_the_current_policy(trained_runs):
+    _, runs = trained_runs
+    run = runs["Cartpole"]
+    core, messages, _ = build_core(run)
+    core.follower.start()
+    try:
+        step_until(core, lambda: core.policy.loaded)
+        before = {k: v.clone() for k, v in core.policy.model.state_dict().items()}
+        good = run.latest_checkpoint.read_bytes()
+        protocol.atomic_write_bytes(run.latest_checkpoint, good[: len(good) // 3])  # a torn publish
+        step_until(core, lambda: core.follower.error is not None)
+        after = core.policy.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert "torn or not a checkpoint" in core.follower.error
+        assert any("last load failed" in line for line in core.hud_lines())
+        step_until(core, lambda: (protocol.read_status(run) or {}).get("phase") == "failed")
+        assert protocol.read_status(run)["checkpoint"] == "latest.pth"  # the policy still shown
+        protocol.atomic_write_bytes(run.latest_checkpoint, good)  # a good publish recovers
+        step_until(core, lambda: core.follower.error is None and core.follower.loads == 2)
+    finally:
+        core.follower.stop()
+
+
+@pytest.mark.slow
+def test_state_file_switches_manual_and_back_to_auto_within_a_second(trained_runs):
+    _, runs = trained_runs
+    run = runs["Cartpole"]
+    periodic = sorted(run.nn.glob("last_Cartpole_ep_*.pth"))[0]
+    core, _, _ = build_core(run)
+    core.follower.start()
+    try:
+        step_until(core, lambda: core.follower.loaded is not None)
+        start = time.monotonic()
+        protocol.write_state(run, "manual", f"nn/{periodic.name}")
+        step_until(core, lambda: core.follower.loaded.path.name == periodic.name, timeout=5)
+        assert time.monotonic() - start < 1.0
+        assert protocol.read_status(run)["mode"] == "manual"
+        protocol.write_state(run, "auto")
+        step_until(core, lambda: core.follower.loaded.path.name == "latest.pth", timeout=5)
+    finally:
+        core.follower.stop()
+
+
+# --- live: a real trainer and a real player --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_player_reloads_while_the_trainer_publishes(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    trainer = subprocess.Popen(
+        [sys.executable, str(ENTRY), "task=Cartpole", "num_envs=64", "max_iterations=150", "checkpoint_save_freq=25",
+         "sim_device=cpu", "rl_device=cpu", "experiment=live"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    while not list(tmp_path.glob("runs/live_*/params/config.yaml")):
+        assert trainer.poll() is None
+        time.sleep(0.05)
+    player = subprocess.Popen(
+        [sys.executable, str(ENTRY), "mode=play", "experiment=live", "headless=True", "num_envs=2",
+         "checkpoint_reload_interval=1", "sim_device=cpu", "rl_device=cpu"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    assert trainer.wait(timeout=300) == 0
+    time.sleep(2.0)
+    player.send_signal(signal.SIGINT)
+    out, _ = player.communicate(timeout=60)
+    assert player.returncode == 0, out[-2000:]
+    assert "Traceback" not in out
+    epochs = [int(e) for e in re.findall(r"^Loaded latest\.pth \(epoch (\d+)", out, re.M)]
+    assert len(epochs) >= 2 and epochs == sorted(epochs) and len(set(epochs)) == len(epochs), out[-3000:]
+    assert epochs[-1] == 150
+
+
+# --- what a person sees ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
+    pytest.importorskip("PySide6")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtWidgets import QApplication
+
+    from isaacgymenvs.player.render import MultiEnvRenderer
+    from isaacgymenvs.player.viewer import PlayerWindow
+
+    _, runs = trained_runs
+    core, _, cfg = build_core(runs["Ant"], num_envs=4)
+    core.follower.start()
+    app = QApplication.instance() or QApplication([])
+    window = PlayerWindow(core, MultiEnvRenderer(core.task.model, 4, float(cfg.task.env.envSpacing)), "test")
+    window.show()
+    try:
+        deadline = time.monotonic() + 20
+        while (core.steps < 30 or not core.policy.loaded) and time.monotonic() < deadline:
+            app.processEvents()
+        shot = tmp_path / "player.png"
+        window.save_screenshot(shot)
+    finally:
+        window.close()
+        core.follower.stop()
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    robot = (r > g + 25) & (g > b + 15)  # the ants' tan/orange against the blue floor and sky
+    assert robot.mean() > 0.01, f"robot pixels {robot.mean():.4f}"
+    assert pixels.std() > 20  # not a blank frame
+    assert any("epoch 3" in line for line in window.hud_lines())
