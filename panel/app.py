@@ -1,0 +1,38 @@
+"""`python isaacgymenvs/checkpoint_control_panel.py --experiment=Ant [--train_dir=runs]`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from isaacgymenvs import protocol
+from isaacgymenvs.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Choose which checkpoint the player shows.")
+    parser.add_argument("--experiment", default="", help="run directory name, or part of it (newest match)")
+    parser.add_argument("--train_dir", default="runs", help="parent directory of run directories")
+    args = parser.parse_args(argv)
+    try:
+        run = protocol.resolve_experiment(args.train_dir, args.experiment)
+        from panel.catalog import run_info
+
+        try:
+            info = run_info(run)
+        except (OSError, ValueError, KeyError) as err:
+            raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}).") from None
+    except UserError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    from PySide6.QtWidgets import QApplication
+
+    from panel.window import PanelWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = PanelWindow(run, info)
+    window.show()
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    return app.exec()

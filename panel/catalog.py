@@ -1,0 +1,122 @@
+"""What the panel lists: every .pth of a run, newest first, validated once per file version.
+
+Validation loads each file with torch.load(weights_only=True) and checks task and shapes, so torn
+or foreign files are marked and cannot be chosen. Results are cached by file identity (inode,
+size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not 1000 loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from omegaconf import OmegaConf
+
+from isaacgymenvs import protocol
+from isaacgymenvs.protocol import CheckpointRejected, RunDir
+from isaacgymenvs.tasks import TASKS
+
+RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e-?\d+)?)_*\.pth$")
+STALE_HEARTBEAT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint file as the panel shows it."""
+
+    name: str
+    relative: str
+    size: int
+    mtime: float
+    epoch: int | None
+    reward: float | None
+    problem: str | None  # why it cannot be loaded, or None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({human_size(self.size)}) - {datetime.fromtimestamp(self.mtime):%Y-%m-%d %H:%M:%S}"
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The task a run trains and the shapes its checkpoints must have."""
+
+    task: str
+    num_obs: int
+    num_actions: int
+
+
+def run_info(run: RunDir) -> RunInfo:
+    """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
+    task = str(OmegaConf.load(run.config_file).task.name)
+    cls = TASKS[task]
+    return RunInfo(task, cls.num_obs, cls.num_actions)
+
+
+class CheckpointCatalog:
+    """Scan and validate a run's checkpoints (call from a worker thread, not the GUI thread)."""
+
+    def __init__(self, run: RunDir, info: RunInfo) -> None:
+        self.run, self.info = run, info
+        self._cache: dict[str, tuple[tuple[int, int, int], CheckpointEntry]] = {}
+
+    def scan(self) -> list[CheckpointEntry]:
+        """All *.pth in nn/, newest first (by modification time, never by name)."""
+        entries = []
+        try:
+            paths = [p for p in self.run.nn.iterdir() if p.suffix == ".pth" and not p.name.startswith(".")]
+        except OSError as err:
+            raise FileNotFoundError(f"cannot list {self.run.nn} ({err})") from None
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # replaced or deleted while scanning
+            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._cache.get(path.name)
+            if cached is None or cached[0] != identity:
+                cached = (identity, self._validate(path, st))
+                self._cache[path.name] = cached
+            entries.append(cached[1])
+        live = {e.name for e in entries}
+        for gone in set(self._cache) - live:
+            del self._cache[gone]
+        return sorted(entries, key=lambda e: e.mtime, reverse=True)
+
+    def _validate(self, path, st) -> CheckpointEntry:  # noqa: ANN001
+        epoch = reward = problem = None
+        try:
+            loaded = protocol.load_checkpoint(path, self.info.task, self.info.num_obs, self.info.num_actions)
+            epoch, reward = loaded.epoch, loaded.mean_reward
+        except CheckpointRejected as err:
+            problem = str(err)
+        named = RL_GAMES_NAME.search(path.name)
+        if named:  # rl_games' periodic files carry the epoch and that epoch's reward in the name
+            epoch = int(named["epoch"])
+            try:
+                reward = float(named["reward"])
+            except ValueError:
+                pass
+        return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)
+
+
+def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | None]:
+    """('loaded' | 'loading' | 'waiting' | 'failed' | 'player not running', status dict)."""
+    status = protocol.read_status(run)
+    now = time.time() if now is None else now
+    heartbeat = status.get("heartbeat") if status else None
+    if not isinstance(heartbeat, (int, float)) or now - heartbeat > STALE_HEARTBEAT_SECONDS:
+        return "player not running", status
+    phase = status.get("phase")
+    return (phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"), status

@@ -1,0 +1,180 @@
+"""The checkpoint control panel: catalogue, window behaviour, state file, and a real player."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from isaacgymenvs import protocol
+from tests.conftest import ENTRY, REPO
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    """A real Cartpole run with periodic checkpoints, a latest.pth and metrics, plus two bad files."""
+    parent = tmp_path_factory.mktemp("panel")
+    result = subprocess.run(
+        [sys.executable, str(ENTRY), "task=Cartpole", "num_envs=32", "max_iterations=6", "checkpoint_save_freq=3",
+         "train.params.config.save_frequency=2", "sim_device=cpu", "rl_device=cpu"],
+        cwd=parent, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = protocol.RunDir(next((parent / "runs").iterdir()))
+    good = run.latest_checkpoint.read_bytes()
+    (run.nn / "torn.pth").write_bytes(good[: len(good) // 2])
+    ant = subprocess.run(
+        [sys.executable, str(ENTRY), "task=Ant", "num_envs=16", "max_iterations=1", "sim_device=cpu",
+         "rl_device=cpu", "experiment=other"],
+        cwd=parent, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ant.returncode == 0, ant.stderr[-2000:]
+    shutil.copy(next(parent.glob("runs/other_*/nn/latest.pth")), run.nn / "foreign.pth")
+    return parent, run
+
+
+def test_catalog_lists_newest_first_with_labels_and_marks_bad_files(cartpole_run):
+    from panel.catalog import CheckpointCatalog, run_info
+
+    _, run = cartpole_run
+    # mtimes decide the order, not names (ep_99 vs ep_1000 would sort wrongly as strings)
+    names = sorted(p.name for p in run.nn.glob("*.pth"))
+    for age, name in enumerate(reversed(names)):
+        os.utime(run.nn / name, (time.time() - 100 + age, time.time() - 100 + age))
+    entries = CheckpointCatalog(run, run_info(run)).scan()
+    assert [e.name for e in entries] == names
+    by_name = {e.name: e for e in entries}
+    assert re.fullmatch(
+        r"latest\.pth \(\d+\.\d KB\) - \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", by_name["latest.pth"].label
+    )
+    assert by_name["latest.pth"].epoch == 6 and by_name["latest.pth"].problem is None
+    periodic = next(e for e in entries if e.name.startswith("last_Cartpole_ep_2_"))
+    assert periodic.epoch == 2 and periodic.reward is not None
+    assert "torn or not a checkpoint" in by_name["torn.pth"].problem
+    assert "belongs to task Ant" in by_name["foreign.pth"].problem
+
+
+def test_player_summary_reports_stale_heartbeat(cartpole_run):
+    from panel.catalog import player_summary
+
+    _, run = cartpole_run
+    protocol.write_status(run, {"phase": "loaded", "checkpoint": "latest.pth", "epoch": 6})
+    assert player_summary(run)[0] == "loaded"
+    assert player_summary(run, now=time.time() + 10)[0] == "player not running"
+    protocol.status_file(run).write_text("{half")
+    assert player_summary(run)[0] == "player not running"
+
+
+def wait_for_entries(qtbot, window, n):
+    qtbot.waitUntil(lambda: len(window.table_model.entries) >= n, timeout=20000)
+
+
+def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp_path):
+    from panel.catalog import run_info
+    from panel.window import PanelWindow
+
+    _, run = cartpole_run
+    protocol.state_file(run).unlink(missing_ok=True)
+    window = PanelWindow(run, run_info(run))
+    qtbot.addWidget(window)
+    window.show()
+    total = len(list(run.nn.glob("*.pth")))
+    wait_for_entries(qtbot, window, total)
+    entries = window.table_model.entries
+    assert [e.mtime for e in entries] == sorted((e.mtime for e in entries), reverse=True)
+    bad_row = next(i for i, e in enumerate(entries) if e.name == "torn.pth")
+    from PySide6.QtCore import Qt
+
+    assert not window.table_model.flags(window.table_model.index(bad_row, 0)) & Qt.ItemIsSelectable
+
+    target = next(e for e in entries if e.name.startswith("last_Cartpole_ep_4_"))
+    window.select_checkpoint(target.name)
+    qtbot.mouseClick(window.load_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: (protocol.read_state(run)[0] or protocol.CheckpointState()).mode == "manual", timeout=5000)
+    state, _ = protocol.read_state(run)
+    assert state.checkpoint == f"nn/{target.name}" and state.seq == 1
+    qtbot.waitUntil(lambda: window.manual_button.isChecked(), timeout=3000)
+
+    window.auto_button.click()  # a stretched radio button only reacts to clicks on its label
+    qtbot.waitUntil(lambda: protocol.read_state(run)[0].mode == "auto", timeout=5000)
+    assert protocol.read_state(run)[0].seq == 2
+
+    assert "player not running" in window.current_label.text() or "loaded" in window.current_label.text()
+    protocol.write_status(run, {"phase": "failed", "mode": "auto", "checkpoint": "latest.pth", "epoch": 6,
+                                "reward": 12.5, "loaded_at": time.time(), "error": "torn.pth is torn"})  # fmt: skip
+    qtbot.waitUntil(lambda: "failed" in window.current_label.text(), timeout=3000)
+    assert "epoch 6" in window.current_label.text() and "torn.pth is torn" in window.current_label.text()
+
+    # The reward curve has a marker per usable checkpoint with an epoch; clicking one selects it.
+    assert window.curve.rows and len(window.curve.markers) >= 3
+    window.select_checkpoint("latest.pth")
+    assert window.selected_entry().name == "latest.pth"
+
+    shot = tmp_path / "panel.png"
+    window.grab().save(str(shot))
+    from PIL import Image
+
+    pixels = Image.open(shot).convert("L")
+    assert pixels.size[0] > 400 and len(set(pixels.getdata())) > 20  # not blank
+
+
+def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
+    from panel.catalog import RunInfo
+    from panel.window import PanelWindow
+
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    window = PanelWindow(run, RunInfo("Cartpole", 4, 1))
+    qtbot.addWidget(window)
+    shutil.rmtree(run.root)
+    window.refresh()
+    qtbot.waitUntil(lambda: "no longer exists" in window.message.text(), timeout=5000)
+    assert window.current_label.text() == "player not running"
+
+
+@pytest.mark.parametrize("args, fragment", [([], "needs experiment="), (["--experiment=Nope"], "No run in")])
+def test_panel_cli_errors_are_one_sentence(args, fragment, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_manual_and_auto_with_a_real_player(cartpole_run):
+    parent, run = cartpole_run
+    protocol.state_file(run).unlink(missing_ok=True)
+    player = subprocess.Popen(
+        [sys.executable, str(ENTRY), "mode=play", f"experiment={run.name}", "headless=True", "num_envs=2",
+         "sim_device=cpu", "rl_device=cpu"],
+        cwd=parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )  # fmt: skip
+
+    def status_is(**expected):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = protocol.read_status(run) or {}
+            if all(status.get(k) == v for k, v in expected.items()):
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"player status {protocol.read_status(run)} never matched {expected}")
+
+    try:
+        status_is(phase="loaded", checkpoint="latest.pth", epoch=6)
+        chosen = next(run.nn.glob("last_Cartpole_ep_2_*.pth")).name
+        protocol.write_state(run, "manual", f"nn/{chosen}")
+        status_is(phase="loaded", checkpoint=chosen, epoch=2, mode="manual")
+        protocol.write_state(run, "auto")
+        status_is(phase="loaded", checkpoint="latest.pth", epoch=6, mode="auto")
+    finally:
+        player.send_signal(signal.SIGINT)
+        out, _ = player.communicate(timeout=60)
+    assert player.returncode == 0 and "Traceback" not in out
