@@ -1,0 +1,195 @@
+"""MuJoCo Warp backend (GPU): shapes, zero-copy state, resets, failures, overflow, CPU agreement.
+
+Skipped without mujoco_warp or without CUDA (CI has neither). WARP_BACKEND_TEST_DEVICE=cpu runs the
+backend-level tests on Warp's CPU device (eager, slow kernel compilation) for debugging.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mujoco
+import pytest
+import torch
+
+mjw = pytest.importorskip("mujoco_warp")
+
+from isaacgymenvs.physics import load_model  # noqa: E402
+from isaacgymenvs.physics.cpu_batch import CpuBatchBackend  # noqa: E402
+from isaacgymenvs.physics.warp_backend import WarpBackend  # noqa: E402
+
+DEVICE = os.environ.get("WARP_BACKEND_TEST_DEVICE", "cuda:0")
+if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+    pytest.skip("MuJoCo Warp backend tests need a CUDA GPU", allow_module_level=True)
+on_gpu = pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="needs the CUDA device")
+
+TIMESTEP = 1.0 / 120.0
+# asset, nconmax, njmax: the tasks' sim config (cfg/task/*.yaml).
+MODELS = {
+    "Ant": ("mjcf/ant.xml", 32, 128),
+    "Humanoid": ("mjcf/humanoid.xml", 48, 256),
+    "Cartpole": ("mjcf/cartpole.xml", 4, 16),
+}
+
+
+def make(name: str, num_envs: int, nconmax: int | None = None, njmax: int | None = None) -> WarpBackend:
+    asset, default_nconmax, default_njmax = MODELS[name]
+    model = load_model(asset, TIMESTEP)
+    return WarpBackend(
+        model, num_envs, torch.device(DEVICE), nconmax=nconmax or default_nconmax, njmax=njmax or default_njmax
+    )
+
+
+def random_state(model, num_envs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """qpos0 with joint noise (free-joint root untouched) and small random velocities."""
+    qpos = torch.tensor(model.qpos0, dtype=torch.float32).repeat(num_envs, 1)
+    qvel = (torch.rand(num_envs, model.nv, generator=generator) * 2 - 1) * 0.1
+    free = 7 if model.njnt and model.jnt_type[0] == 0 else 0
+    qpos[:, free:] += (torch.rand(num_envs, model.nq - free, generator=generator) * 2 - 1) * 0.1
+    return qpos, qvel
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_steps_with_random_ctrl(name):
+    n = 64
+    backend = make(name, n)
+    model = backend.model
+    state = backend.state()
+    dev = torch.device(DEVICE)
+    for tensor, width in [
+        (state.qpos, model.nq),
+        (state.qvel, model.nv),
+        (state.sensordata, model.nsensordata),
+        (state.qfrc_actuator, model.nv),
+    ]:
+        assert tensor.shape == (n, width) and tensor.dtype == torch.float32 and tensor.device == dev
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        ctrl = (torch.rand(n, model.nu, generator=g) * 2 - 1).to(dev)
+        failed = backend.step(ctrl, 2)
+        assert failed.shape == (n,) and failed.dtype == torch.bool and failed.device == dev
+        assert not failed.any()
+    state = backend.state()
+    for tensor in (state.qpos, state.qvel, state.sensordata, state.qfrc_actuator):
+        assert torch.isfinite(tensor).all()
+    assert state.qfrc_actuator.abs().sum() > 0
+    if model.nsensordata:
+        assert state.sensordata.abs().sum() > 0
+    backend.check_overflow()
+
+
+def test_state_is_zero_copy():
+    backend = make("Ant", 16)
+    before = backend.state()
+    ptrs = [t.data_ptr() for t in (before.qpos, before.qvel, before.sensordata, before.qfrc_actuator)]
+    qpos_before = before.qpos.clone()
+    backend.step(torch.ones(16, 8, device=DEVICE), 2)
+    after = backend.state()
+    assert [t.data_ptr() for t in (after.qpos, after.qvel, after.sensordata, after.qfrc_actuator)] == ptrs
+    # The tensors read before the step now hold the new values.
+    assert not torch.equal(before.qpos, qpos_before)
+    assert torch.equal(before.qpos, after.qpos)
+
+
+def test_reset_places_state_and_keeps_other_worlds():
+    n = 8
+    backend = make("Ant", n)
+    model = backend.model
+    g = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        backend.step((torch.rand(n, 8, generator=g) * 2 - 1).to(DEVICE), 2)
+    state = backend.state()
+    others = torch.tensor([0, 2, 3, 5, 6, 7])
+    kept = [t[others.to(DEVICE)].clone() for t in (state.qpos, state.qvel, state.sensordata, state.qfrc_actuator)]
+    ids = torch.tensor([1, 4])
+    qpos, qvel = random_state(model, 2, g)
+    backend.reset(ids, qpos, qvel)  # CPU ids/states are accepted, as from the CPU tests
+    state = backend.state()
+    torch.testing.assert_close(state.qpos[ids.to(DEVICE)].cpu(), qpos)
+    torch.testing.assert_close(state.qvel[ids.to(DEVICE)].cpu(), qvel)
+    # The other worlds are untouched (their sensors still describe their last step).
+    for tensor, old in zip((state.qpos, state.qvel, state.sensordata, state.qfrc_actuator), kept, strict=True):
+        torch.testing.assert_close(tensor[others.to(DEVICE)], old, rtol=0, atol=0)
+    assert torch.isfinite(state.sensordata).all()
+    # Controls were zeroed: with a zero ctrl the reset worlds' actuator forces are zero.
+    assert state.qfrc_actuator[ids.to(DEVICE)].abs().max() == 0
+    assert not backend.step(torch.zeros(n, 8, device=DEVICE), 2).any()
+
+
+def test_failed_world_mask():
+    n = 8
+    backend = make("Ant", n)
+    model = backend.model
+    qpos = torch.tensor(model.qpos0, dtype=torch.float32).repeat(1, 1)
+    qvel = torch.zeros(1, model.nv)
+    qvel[0, 6] = float("nan")
+    backend.reset(torch.tensor([3]), qpos, qvel)
+    failed = backend.step(torch.zeros(n, 8, device=DEVICE), 2)
+    assert failed.cpu().tolist() == [i == 3 for i in range(n)]
+    # A reset brings the world back; the others never noticed.
+    backend.reset(torch.tensor([3]), qpos, torch.zeros(1, model.nv))
+    assert not backend.step(torch.zeros(n, 8, device=DEVICE), 2).any()
+    assert torch.isfinite(backend.state().qpos).all()
+
+
+@pytest.mark.parametrize(("nconmax", "njmax", "key"), [(1, 128, "sim.nconmax"), (32, 4, "sim.njmax")])
+def test_overflow_raises(nconmax, njmax, key):
+    n = 16
+    backend = make("Ant", n, nconmax=nconmax, njmax=njmax)
+    with pytest.raises(RuntimeError, match=key.replace(".", r"\.")):
+        # The ant lands on its feet within half a second: 4+ contacts, 16+ constraint rows.
+        for _ in range(60):
+            backend.step(torch.zeros(n, 8, device=DEVICE), 2)
+        backend.check_overflow()
+
+
+@pytest.mark.parametrize(("name", "elliptic"), [("Cartpole", False), ("Ant", True), ("Humanoid", True)])
+def test_agrees_with_cpu_backend(name, elliptic):
+    """Same initial state and controls for 0.1 s: float32 GPU vs float64 CPU stay close.
+
+    Ant and Humanoid run with elliptic friction cones here: with the models' default pyramidal
+    cones the two engines orient the friction pyramid of a capsule-plane contact differently
+    (MuJoCo along the capsule axis, MuJoCo Warp along a fixed tangent), so trajectories part
+    (~0.07 in qpos within 0.1 s) as soon as a foot lands; with elliptic cones the friction is
+    isotropic about the normal and they agree to ~1e-5.
+    """
+    n = 16
+    asset, nconmax, njmax = MODELS[name]
+    model = load_model(asset, TIMESTEP)
+    if elliptic:
+        model.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    gpu = WarpBackend(model, n, torch.device(DEVICE), nconmax=nconmax, njmax=njmax)
+    cpu = CpuBatchBackend(model, n, nthread=2)
+    g = torch.Generator().manual_seed(2)
+    qpos, qvel = random_state(model, n, g)
+    ids = torch.arange(n)
+    cpu.reset(ids, qpos, qvel)
+    gpu.reset(ids, qpos, qvel)
+    torch.testing.assert_close(gpu.state().sensordata.cpu(), cpu.state().sensordata, rtol=1e-3, atol=1e-2)
+    for _ in range(6):  # 6 control periods of 2 physics steps at 1/120 s
+        ctrl = torch.rand(n, model.nu, generator=g) * 2 - 1
+        assert not cpu.step(ctrl, 2).any()
+        assert not gpu.step(ctrl.to(DEVICE), 2).any()
+    c, w = cpu.state(), gpu.state()
+    torch.testing.assert_close(w.qpos.cpu(), c.qpos, rtol=0, atol=1e-2)
+    torch.testing.assert_close(w.qvel.cpu(), c.qvel, rtol=0, atol=5e-2)
+    torch.testing.assert_close(w.qfrc_actuator.cpu(), c.qfrc_actuator, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(w.sensordata.cpu(), c.sensordata, rtol=1e-2, atol=0.1)
+
+
+@on_gpu
+def test_ant_task_on_gpu():
+    from isaacgymenvs.config import load_config
+    from isaacgymenvs.trainer.train import make_task
+
+    task = make_task(load_config(["task=Ant", "sim_device=cuda:0", "rl_device=cuda:0", "num_envs=64"]))
+    assert isinstance(task.physics, WarpBackend)
+    obs = task.reset()["obs"]
+    assert obs.shape == (64, 60) and obs.device.type == "cuda"
+    g = torch.Generator(device="cuda:0").manual_seed(0)
+    for _ in range(100):
+        actions = torch.rand(64, 8, generator=g, device="cuda:0") * 2 - 1
+        obs_dict, rew, done, extras = task.step(actions)
+        assert torch.isfinite(obs_dict["obs"]).all() and torch.isfinite(rew).all()
+        assert done.shape == (64,) and extras["time_outs"].shape == (64,)
+    task.physics.check_overflow()
