@@ -19,7 +19,9 @@ setup(
         "tensorboard>=2.8",
         "watchdog>=4.0",
         "filelock>=3.12",
-        "PySide6-Essentials>=6.6",
+        # 6.12.0 mis-counts references to None/True/False on Python 3.11 (crashes after minutes);
+        # tests/test_qt_bindings.py guards this.
+        "PySide6-Essentials>=6.6,<6.12",
         "imageio-ffmpeg>=0.5",
         "numpy>=1.26",
     ],

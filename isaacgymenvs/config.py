@@ -7,6 +7,7 @@ code reads a complete, checked config.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -45,18 +46,44 @@ def resolve(cfg: DictConfig) -> DictConfig:
         cfg.mode = "play"
     if cfg.mode not in MODES:
         raise UserError(f"Unknown mode '{cfg.mode}'; use mode=train or mode=play.")
+    if cfg.multi_gpu:
+        cfg.sim_device = cfg.rl_device = multi_gpu_device()
     cfg.sim_device = resolve_device(cfg.sim_device, "sim_device")
     cfg.rl_device = resolve_device(cfg.rl_device, "rl_device")
     cfg.num_envs = resolve_num_envs(cfg)
+    if cfg.compile_task == "auto":
+        # Worth it for thousands of envs; a player's few envs would only pay the compile time.
+        cfg.compile_task = cfg.sim_device.startswith("cuda") and cfg.mode == "train"
+    elif not isinstance(cfg.compile_task, bool):
+        raise UserError(f"compile_task={cfg.compile_task} must be auto, True or False.")
     cfg.task.env.numEnvs = cfg.num_envs
     if cfg.max_iterations is not None and int(cfg.max_iterations) <= 0:
         raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
+    if cfg.render_quality not in ("auto", "high", "fast"):
+        raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
     if cfg.checkpoint_save_freq <= 0:
         raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def multi_gpu_device() -> str:
+    """cuda:LOCAL_RANK for this torchrun rank; refuses a launch that cannot work."""
+    if "LOCAL_RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise UserError(
+            "multi_gpu=True needs one process per GPU started by torchrun, e.g. torchrun --standalone "
+            "--nnodes=1 --nproc_per_node=2 isaacgymenvs/train_play.py task=Ant multi_gpu=True."
+        )
+    local_rank, local_world = int(os.environ["LOCAL_RANK"]), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if local_world > count:
+        raise UserError(
+            f"torchrun starts {local_world} processes on this machine but it has {count} GPU(s); "
+            f"use --nproc_per_node={count} or fewer."
+        )
+    return f"cuda:{local_rank}"
 
 
 def resolve_device(name: str, key: str) -> str:

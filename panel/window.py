@@ -36,7 +36,7 @@ STATUS_MS = 500
 class Worker(QObject):
     """Runs in its own QThread: scans, reads the player status, writes the state file."""
 
-    scanned = Signal(list, list)  # entries, metrics rows
+    scanned = Signal(object, object)  # entries, metrics rows (plain Python objects, no QVariant conversion)
     status = Signal(str, object, object)  # summary, status dict, state
     problem = Signal(str)
     wrote = Signal(str)
@@ -167,6 +167,12 @@ class RewardCurve(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: ANN001, N802
         painter = QPainter(self)
+        try:  # every path must end the painter (an active one at the end of a paint crashes Qt)
+            self._paint(painter)
+        finally:
+            painter.end()
+
+    def _paint(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.Antialiasing)
         painter.fillRect(self.rect(), QColor(250, 250, 252))
         if not self.rows and not self.markers:
@@ -183,7 +189,6 @@ class RewardCurve(QWidget):
             painter.setPen(QPen(QColor(20, 20, 20), 1))
             painter.setBrush(QColor(230, 120, 30) if selected else QColor(250, 190, 60))
             painter.drawEllipse(to_px(epoch, reward), 7 if selected else 5, 7 if selected else 5)
-        painter.end()
 
     def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802
         if not self.markers:
@@ -332,7 +337,7 @@ class PanelWindow(QWidget):
                 self.curve.update()
                 return
 
-    @Slot(list, list)
+    @Slot(object, object)
     def show_entries(self, entries: list, metrics: list) -> None:
         chosen = self.selected_entry()
         self.table_model.set_entries(entries)

@@ -80,3 +80,20 @@ def test_cli_bad_input_exits_cleanly(args, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ")
     assert not (tmp_path / "runs").exists()  # nothing written for a refused run
+
+
+def test_multi_gpu_without_torchrun_is_refused(monkeypatch):
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(UserError, match="multi_gpu=True needs one process per GPU started by torchrun"):
+        load_config(["task=Ant", "multi_gpu=True"])
+
+
+def test_more_ranks_than_gpus_is_refused(monkeypatch):
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", str(count + 1))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(count + 1))
+    with pytest.raises(UserError, match=rf"starts {count + 1} processes on this machine but it has {count} GPU"):
+        load_config(["task=Ant", "multi_gpu=True"])

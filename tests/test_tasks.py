@@ -84,3 +84,21 @@ def test_seeded_rollouts_are_reproducible(make_cfg, name):
     first, second, other = rollout(3), rollout(3), rollout(4)
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
+
+
+@pytest.mark.slow
+def test_compiled_task_math_matches_eager(make_cfg):
+    """compile_task (on by default for CUDA) must not change what the task computes."""
+
+    def rollout(compile_task):
+        torch.manual_seed(0)
+        task = make_task(make_cfg("Ant", "num_envs=32", f"compile_task={compile_task}"))
+        obs, rewards = [task.reset()["obs"]], []
+        for _ in range(20):
+            o, r, _, _ = task.step(torch.rand(32, 8) * 2 - 1)
+            obs.append(o["obs"])
+            rewards.append(r)
+        return torch.stack(obs), torch.stack(rewards)
+
+    eager, compiled = rollout(False), rollout(True)
+    assert torch.allclose(eager[0], compiled[0], atol=1e-5) and torch.allclose(eager[1], compiled[1], atol=1e-5)

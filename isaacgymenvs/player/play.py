@@ -92,7 +92,15 @@ def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
 
     recorder = None
     if cfg.video:
-        renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing))
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "video=True needs the imageio-ffmpeg package; install it with pip install imageio-ffmpeg."
+            ) from None
+        renderer = MultiEnvRenderer(
+            core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
+        )
         recorder = ClipRecorder(renderer, run.root / "videos", int(cfg.video_length))
     csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval")
     if csv_path is not None:

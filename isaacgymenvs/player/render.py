@@ -7,6 +7,7 @@ free (rotate/pan/zoom/move) or follows one robot. MUJOCO_GL=egl renders without 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import mujoco
@@ -24,16 +25,55 @@ def grid_offsets(num_envs: int, spacing: float) -> np.ndarray:
     return np.stack([x, y, np.zeros(num_envs)], axis=1)
 
 
-class MultiEnvRenderer:
-    """Draw all envs' current qpos into one image with a controllable camera."""
+SIZES = {"high": (960, 540), "fast": (640, 360)}
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, spacing: float, width: int = 960, height: int = 540):
+
+def software_gl() -> bool:
+    """True when the current GL context renders on the CPU (Mesa llvmpipe/softpipe)."""
+    try:
+        from OpenGL import GL
+
+        name = (GL.glGetString(GL.GL_RENDERER) or b"").decode(errors="replace").lower()
+    except Exception:  # noqa: BLE001 - no PyOpenGL or no context: assume hardware
+        return False
+    return "llvmpipe" in name or "softpipe" in name or "software" in name
+
+
+def apply_fast_quality(model: mujoco.MjModel) -> None:
+    """Cheaper drawing for software GL: no multisampling, coarser capsules and spheres."""
+    model.vis.quality.offsamples = 0
+    model.vis.quality.numslices = min(model.vis.quality.numslices, 12)
+    model.vis.quality.numstacks = min(model.vis.quality.numstacks, 6)
+
+
+class MultiEnvRenderer:
+    """Draw all envs' current qpos into one image with a controllable camera.
+
+    quality: 'high' (shadows, reflections, multisampling, 960x540), 'fast' (none of those,
+    640x360: what a 2-core machine without a GPU can draw at 60 fps) or 'auto' (fast on software GL).
+    """
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, spacing: float, quality: str = "auto") -> None:
+        if quality == "auto":
+            probe = mujoco.Renderer(model, 8, 8)
+            quality = "fast" if software_gl() else "high"
+            probe.close()
+        if quality not in SIZES:
+            raise ValueError(f"render quality {quality!r} is not auto, high or fast")
+        width, height = SIZES[quality]
+        model = copy.copy(model)  # the task's model stays untouched
+        if quality == "fast":
+            apply_fast_quality(model)
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        self.model = model
+        self.model, self.quality = model, quality
         self.data = mujoco.MjData(model)
         self.offsets = grid_offsets(num_envs, spacing)
         self.renderer = mujoco.Renderer(model, height, width, max_geom=max(10000, 200 * num_envs))
+        if quality == "fast":
+            flags = self.renderer.scene.flags
+            flags[mujoco.mjtRndFlag.mjRND_SHADOW] = flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
         self.option = mujoco.MjvOption()
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE

@@ -38,7 +38,7 @@ class PlayerWindow(QWidget):
         self.setFocusPolicy(Qt.StrongFocus)
         self.image: QImage | None = None
         self.frame_times: list[float] = []
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - core.steps * core.task.dt  # pace from where the core is
         self.behind = 0
         self.last_mouse: QPoint | None = None
         self.timer = QTimer(self)
@@ -57,7 +57,8 @@ class PlayerWindow(QWidget):
             return
         qpos = self.core.task.physics.state().qpos.cpu().numpy()
         rgb = self.renderer.render(qpos)
-        self.image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
+        # From bytes, then detached: QImage over a borrowed buffer has had refcount bugs in PySide6.
+        self.image = QImage(rgb.tobytes(), rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
         now = time.perf_counter()
         self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
         self.update()
@@ -74,17 +75,19 @@ class PlayerWindow(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
         painter = QPainter(self)
-        if self.image is not None:
-            painter.drawImage(self.rect(), self.image)
-        else:
-            painter.fillRect(self.rect(), QColor(30, 40, 55))
-        painter.setFont(QFont("Monospace", 10))
-        lines = self.hud_lines()
-        painter.fillRect(6, 6, 760, 18 * len(lines) + 10, QColor(0, 0, 0, 140))
-        painter.setPen(QColor(235, 235, 235))
-        for i, line in enumerate(lines):
-            painter.drawText(14, 24 + 18 * i, line)
-        painter.end()
+        try:  # every path must end the painter
+            if self.image is not None:
+                painter.drawImage(self.rect(), self.image)
+            else:
+                painter.fillRect(self.rect(), QColor(30, 40, 55))
+            painter.setFont(QFont("Monospace", 10))
+            lines = self.hud_lines()
+            painter.fillRect(6, 6, 760, 18 * len(lines) + 10, QColor(0, 0, 0, 140))
+            painter.setPen(QColor(235, 235, 235))
+            for i, line in enumerate(lines):
+                painter.drawText(14, 24 + 18 * i, line)
+        finally:
+            painter.end()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         key = event.key()
@@ -125,7 +128,7 @@ def run_window(core: PlayerCore, cfg: DictConfig, run: RunDir) -> None:
     import signal
 
     app = QApplication.instance() or QApplication([])
-    renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing))
+    renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality)
     window = PlayerWindow(core, renderer, f"{cfg.task.name} - {run.name}")
     window.show()
     signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly

@@ -25,8 +25,10 @@ class Cartpole(VecTask):
     num_obs = 4
     num_actions = 1
 
-    def __init__(self, cfg: DictConfig, num_envs: int, sim_device: str, rl_device: str, seed: int) -> None:
-        super().__init__(cfg, num_envs, sim_device, rl_device, seed)
+    def __init__(
+        self, cfg: DictConfig, num_envs: int, sim_device: str, rl_device: str, seed: int, compile_math: bool = False
+    ) -> None:
+        super().__init__(cfg, num_envs, sim_device, rl_device, seed, compile_math)
         self.reset_dist = float(cfg.env.resetDist)
         self.position_noise = float(cfg.env.positionNoise)
         self.velocity_noise = float(cfg.env.velocityNoise)

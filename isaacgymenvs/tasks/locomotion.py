@@ -53,8 +53,10 @@ class LocomotionTask(VecTask):
     limit_threshold: float
     graded_limit_cost: bool
 
-    def __init__(self, cfg: DictConfig, num_envs: int, sim_device: str, rl_device: str, seed: int) -> None:
-        super().__init__(cfg, num_envs, sim_device, rl_device, seed)
+    def __init__(
+        self, cfg: DictConfig, num_envs: int, sim_device: str, rl_device: str, seed: int, compile_math: bool = False
+    ) -> None:
+        super().__init__(cfg, num_envs, sim_device, rl_device, seed, compile_math)
         env, dev = cfg.env, self.device
         self.dof_vel_scale = float(env.dofVelocityScale)
         self.angvel_scale = float(env.angularVelocityScale)

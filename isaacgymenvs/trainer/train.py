@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -26,7 +28,12 @@ from isaacgymenvs.trainer.rlgames_env import register_task
 def make_task(cfg: DictConfig, rank: int = 0) -> VecTask:
     """The configured task; seeds are offset by rank so that GPUs explore differently."""
     return task_class(cfg.task.name)(
-        cfg.task, num_envs=cfg.num_envs, sim_device=cfg.sim_device, rl_device=cfg.rl_device, seed=int(cfg.seed) + rank
+        cfg.task,
+        num_envs=cfg.num_envs,
+        sim_device=cfg.sim_device,
+        rl_device=cfg.rl_device,
+        seed=int(cfg.seed) + rank,
+        compile_math=bool(cfg.compile_task),
     )
 
 
@@ -44,27 +51,42 @@ def logging_observers(cfg: DictConfig) -> list:
     return observers
 
 
-def train(cfg: DictConfig) -> RunDir:
-    """Train until max_epochs; returns the run directory."""
+def global_rank(cfg: DictConfig) -> int:
+    """This process's rank under torchrun (0 without multi_gpu)."""
+    return int(os.environ.get("RANK", "0")) if cfg.multi_gpu else 0
+
+
+def train(cfg: DictConfig) -> RunDir | None:
+    """Train until max_epochs; returns the run directory (None on ranks other than 0)."""
     from rl_games.torch_runner import Runner  # heavy import, after the config is known good
 
     if cfg.torch_deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
-    observers = logging_observers(cfg)
-    run = protocol.create_run_dir(cfg.train_dir, cfg.experiment or cfg.task.name)
-    lock = protocol.acquire_trainer_lock(run)
-    protocol.write_params(run, cfg)
-    print(f"Training will save to: {run.root}", flush=True)
+    if cfg.multi_gpu:
+        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast can take shared GPUs down
+    rank = global_rank(cfg)
+    observers = logging_observers(cfg) if rank == 0 else []  # console, TensorBoard and W&B on rank 0
+    if rank == 0:
+        run = protocol.create_run_dir(cfg.train_dir, cfg.experiment or cfg.task.name)
+        lock = protocol.acquire_trainer_lock(run)
+        protocol.write_params(run, cfg)
+        print(f"Training will save to: {run.root}", flush=True)
+    else:
+        # rl_games makes its directories on every rank but only rank 0 writes into them.
+        scratch = tempfile.TemporaryDirectory(prefix=f"rank{rank}_")
+        run, lock = RunDir(Path(scratch.name) / "run"), None
 
     checkpoints = CheckpointObserver(cfg, run, CheckpointPublisher(run))
-    register_task(lambda: make_task(cfg))
-    runner = Runner(algo_observer=MultiObserver([*observers, MetricsObserver(run), checkpoints]))
+    extra = [MetricsObserver(run), checkpoints] if rank == 0 else [checkpoints]
+    register_task(lambda: make_task(cfg, rank))
+    runner = Runner(algo_observer=MultiObserver([*observers, *extra]))
     runner.load(rlgames_params(cfg, run))
     runner.reset()
     try:
         runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
     finally:
-        checkpoints.finish()  # also on Ctrl+C: the newest policy stays watchable
-        lock.release()
-    return run
+        checkpoints.finish()  # also on Ctrl+C: the newest policy stays watchable (rank 0 only)
+        if lock is not None:
+            lock.release()
+    return run if rank == 0 else None

@@ -1,0 +1,128 @@
+"""One command for the GPU machine: the issue-6 table for Ant and Humanoid.
+
+    python benchmarks/gpu_training.py [--tasks Ant Humanoid] [--device cuda:0]
+
+Per task, in one run:
+  physics-only    WarpBackend alone, graph-captured, random controls (the simulator's limit)
+  task            VecTask.step with random actions (physics + compiled observation/reward math)
+  end-to-end      real `train_play.py mode=train` (rollout + PPO update), steady-state env steps/s
+  to threshold    training seconds (from the first epoch; launch time reported apart) until the mean
+                  episode reward reaches the threshold (Ant 3000, Humanoid 5000)
+  live-watch      throughput with checkpoint_save_freq=1 and a headless player following the run,
+                  divided by the same training alone (same seed and epochs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
+PROGRESS = re.compile(r"^epoch (\d+)(?:/\d+)? \| ([\d,]+) env steps/s \| mean episode reward (\S+) \| elapsed (\S+)")
+SETTINGS = {  # num_envs, reward threshold, training budget (s), epochs for the overhead pair
+    "Ant": (8192, 3000.0, 150, 120),
+    "Humanoid": (4096, 5000.0, 300, 80),
+}
+
+
+def seconds(hms: str) -> int:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return 3600 * h + 60 * m + s
+
+
+def run_training(args: list[str], cwd: Path, budget: float, threshold: float | None = None, player=None):  # noqa: ANN001
+    """Run the trainer; returns (rows, launch_to_first_epoch_s). Stops at budget or threshold."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, ENTRY, "mode=train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    launched, rows, first, watcher = time.perf_counter(), [], None, None
+    for line in proc.stdout:
+        if player is not None and watcher is None and line.startswith("Training will save to: "):
+            watcher = player(line.split(": ", 1)[1].strip())
+        match = PROGRESS.match(line)
+        if not match:
+            continue
+        now = time.perf_counter()
+        first = first or now
+        rows.append((int(match[1]), float(match[2].replace(",", "")), float(match[3]), now - first))
+        if (threshold is not None and float(match[3]) >= threshold) or now - launched > budget:
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.wait()
+    if watcher is not None:
+        watcher.send_signal(signal.SIGINT)
+        watcher.wait(timeout=60)
+    return rows, (first - launched) if first else float("nan")
+
+
+def steady_rate(rows) -> float:  # noqa: ANN001
+    tail = rows[max(1, len(rows) // 10) :]
+    return len(tail) / sum(1.0 / r[1] for r in tail) if tail else float("nan")
+
+
+def start_player(run_dir: str, cwd: Path):  # noqa: ANN201
+    """A headless player following the run (its own process, physics and policy on the CPU)."""
+    return subprocess.Popen([sys.executable, ENTRY, "mode=play", f"experiment={Path(run_dir).name}",
+                             f"train_dir={Path(run_dir).parent}", "headless=True", "sim_device=cpu", "rl_device=cpu",
+                             "checkpoint_reload_interval=5"], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(SETTINGS))
+    parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--skip-overhead", action="store_true")
+    args = parser.parse_args()
+    from benchmarks.gpu_physics import bench_case
+
+    table = []
+    for task in args.tasks:
+        num_envs, threshold, budget, epochs = SETTINGS[task]
+        rates = bench_case(task, num_envs, 200, args.device)
+        common = [f"task={task}", f"num_envs={num_envs}", f"sim_device={args.device}", f"rl_device={args.device}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, launch = run_training([*common, "max_iterations=100000", "checkpoint_save_freq=1000000"],
+                                        Path(tmp), budget, threshold)  # fmt: skip
+            hit = next((r for r in rows if r[2] >= threshold), None)
+            ratio = float("nan")
+            if not args.skip_overhead:
+                alone, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1000000"],
+                                        Path(tmp), 600)  # fmt: skip
+                watched, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1"], Path(tmp),
+                                          600, player=lambda run: start_player(run, Path(tmp)))  # fmt: skip
+                ratio = steady_rate(watched) / steady_rate(alone)
+        table.append((task, num_envs, rates, steady_rate(rows), hit, threshold, launch, rows, ratio))
+        print(f"{task}: done", flush=True)
+
+    print(
+        "\n| task | envs | physics-only env steps/s | task env steps/s | end-to-end env steps/s | "
+        "time to threshold (training s) | best reward | live-watch throughput ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for task, n, rates, e2e, hit, threshold, launch, rows, ratio in table:
+        reached = (
+            f"{threshold:.0f} at {hit[3]:.1f} s, epoch {hit[0]} (+{launch:.0f} s launch)"
+            if hit
+            else f"{threshold:.0f} not reached in {rows[-1][3]:.0f} s"
+            if rows
+            else "no epochs"
+        )
+        best = max((r[2] for r in rows), default=float("nan"))
+        print(
+            f"| {task} | {n} | {rates['physics_env_steps_per_s']:,.0f} | {rates['task_env_steps_per_s']:,.0f} | "
+            f"{e2e:,.0f} | {reached} | {best:.0f} | {ratio:.4f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

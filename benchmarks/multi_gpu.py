@@ -1,0 +1,106 @@
+"""Multi-GPU checks for a machine with 2+ GPUs (issue 7).
+
+    python benchmarks/multi_gpu.py [--epochs 60] [--num-envs 8192]
+
+1. Scaling: Ant training on one GPU, then `torchrun --standalone --nnodes=1 --nproc_per_node=2
+   ... multi_gpu=True` with the same num_envs per GPU; ratio of total env steps/s (target >= 1.8).
+2. Side by side: the trainer on cuda:0 alone, then again with a headless player recording video
+   on cuda:1 (sim_device/rl_device cuda:1, graphics_device_id=1) following the run; training
+   throughput ratio (target >= 0.98) and the number of policy reloads the player made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
+PROGRESS = re.compile(r"^epoch (\d+)/\d+ \| ([\d,]+) env steps/s")
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", NCCL_NVLS_ENABLE="0")
+
+
+def steady_rate(out: str, skip: float = 0.2) -> float:
+    """Env steps/s over the epochs after the first `skip` fraction (warm-up, player start-up)."""
+    rates = [float(m[2].replace(",", "")) for m in map(PROGRESS.match, out.splitlines()) if m]
+    tail = rates[max(1, int(len(rates) * skip)) :]
+    return len(tail) / sum(1.0 / r for r in tail)
+
+
+def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:  # noqa: ANN001
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, watcher = [], None
+    for line in proc.stdout:
+        lines.append(line)
+        if player is not None and watcher is None and line.startswith("Training will save to: "):
+            watcher = player(Path(line.split(": ", 1)[1].strip()))
+    proc.wait()
+    player_out = ""
+    if watcher is not None:
+        watcher.send_signal(signal.SIGINT)
+        player_out = watcher.communicate(timeout=120)[0]
+    out = "".join(lines)
+    if proc.returncode:
+        print(out[-3000:])
+        raise SystemExit(f"training failed: {' '.join(cmd)}")
+    return out, player_out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--num-envs", type=int, default=8192)
+    parser.add_argument("--side-epochs", type=int, default=300, help="long enough for the player to start")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--video", action="store_true", help="the player records MP4 clips (needs imageio-ffmpeg)")
+    args = parser.parse_args()
+    common = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        if not args.skip_scaling:
+            one, _ = train([sys.executable, ENTRY, *common, "sim_device=cuda:0", "rl_device=cuda:0"], cwd)
+            two, _ = train(["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", ENTRY, *common,
+                            "multi_gpu=True"], cwd)  # fmt: skip
+            r1, r2 = steady_rate(one), steady_rate(two)
+            runs = sorted(p.name for p in (cwd / "runs").iterdir())
+            print(
+                f"scaling: 1 GPU {r1:,.0f} env steps/s, 2 GPUs {r2:,.0f} env steps/s, ratio {r2 / r1:.2f} "
+                f"(target >= 1.8); run directories written: {len(runs)} for 2 trainings",
+                flush=True,
+            )
+
+        video = ["video=True", "video_length=300"] if args.video else []
+
+        def player(run: Path) -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, ENTRY, "mode=play", f"experiment={run.name}", f"train_dir={run.parent}",
+                 "headless=True", *video, "sim_device=cuda:1", "rl_device=cuda:1", "graphics_device_id=1",
+                 "checkpoint_reload_interval=2"],
+                cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+
+        side = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.side_epochs}"]
+        watched_cmd = [sys.executable, ENTRY, *side, "sim_device=cuda:0", "rl_device=cuda:0", "checkpoint_save_freq=5"]
+        alone, _ = train(watched_cmd, cwd)
+        watched, player_out = train(watched_cmd, cwd, player)
+        reloads = re.findall(r"^Loaded latest\.pth \(epoch (\d+)", player_out, re.M)
+        videos = list(cwd.glob("runs/*/videos/*.mp4"))
+        r_alone, r_watched = steady_rate(alone, 1 / 3), steady_rate(watched, 1 / 3)
+        print(
+            f"side by side (last 2/3 of {args.side_epochs} epochs): training alone {r_alone:,.0f} env steps/s, "
+            f"with the player on GPU 1 {r_watched:,.0f} (ratio {r_watched / r_alone:.4f}, target >= 0.98); "
+            f"player reloads at epochs {reloads}; {len(videos)} MP4 clips",
+            flush=True,
+        )
+        if "Traceback" in player_out or not reloads:
+            print(player_out[-3000:])
+
+
+if __name__ == "__main__":
+    main()
