@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import re
 import subprocess
@@ -131,7 +132,8 @@ def main() -> None:
         steady = rows[len(rows) // 5 :] or rows
         e2e = sum(r["rate"] for r in steady) / max(len(steady), 1)
         hit = next((r for r in rows if r["reward"] >= THRESHOLDS[task]), None)
-        best = max((r["reward"] for r in rows), default=float("nan"))
+        finished = [r["reward"] for r in rows if not math.isnan(r["reward"])]  # nan before any episode ends
+        best = max(finished, default=float("nan"))
         summary.append((task, cfg.num_envs, phys, env_rate, e2e, hit, best, rows[-1] if rows else None))
         print(f"{task}: done ({len(rows)} epochs)", flush=True)
 

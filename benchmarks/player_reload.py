@@ -45,22 +45,15 @@ def train_ant(parent: Path) -> protocol.RunDir:
 
 
 def build_core(run: protocol.RunDir, use_events: bool, reload_interval: float, num_envs: int = 4):
-    from omegaconf import OmegaConf
-
+    """The player's own core, on the CPU."""
     from isaacgymenvs.config import load_config
-    from isaacgymenvs.player.core import PlayerCore
-    from isaacgymenvs.player.follower import CheckpointFollower
+    from isaacgymenvs.player.play import build_core as build_player_core
     from isaacgymenvs.player.play import with_run_config
-    from isaacgymenvs.player.policy import Policy
-    from isaacgymenvs.trainer.train import make_task
 
-    cfg = with_run_config(load_config(["mode=play", f"num_envs={num_envs}", "sim_device=cpu", "rl_device=cpu"]),
-                          run, task_given=False)  # fmt: skip
-    task = make_task(cfg)
-    policy = Policy(OmegaConf.to_container(cfg.train, resolve=True), task.num_obs, task.num_actions, "cpu", False)
-    follower = CheckpointFollower(run, cfg.task.name, task.num_obs, task.num_actions, reload_interval,
-                                  use_events=use_events, log=lambda msg: None)  # fmt: skip
-    return PlayerCore(task, policy, follower), cfg
+    overrides = ["mode=play", f"num_envs={num_envs}", "sim_device=cpu", "rl_device=cpu",
+                 f"checkpoint_reload_interval={reload_interval}"]  # fmt: skip
+    cfg = with_run_config(load_config(overrides), run, task_given=False)
+    return build_player_core(cfg, run, use_events=use_events, log=lambda msg: None), cfg
 
 
 def wait_applied(core, timeout: float = 10.0) -> float:

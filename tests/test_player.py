@@ -178,24 +178,16 @@ def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
 
 
 def build_core(run, reload_interval=30.0, num_envs=2):
-    from omegaconf import OmegaConf
-
+    """The player's own core for `run`, on the CPU, with its log captured."""
     from isaacgymenvs.config import load_config
-    from isaacgymenvs.player.core import PlayerCore
-    from isaacgymenvs.player.follower import CheckpointFollower
+    from isaacgymenvs.player.play import build_core as build_player_core
     from isaacgymenvs.player.play import with_run_config
-    from isaacgymenvs.player.policy import Policy
-    from isaacgymenvs.trainer.train import make_task
 
-    cfg = load_config(["mode=play", f"num_envs={num_envs}", "sim_device=cpu", "rl_device=cpu"])
-    cfg = with_run_config(cfg, run, task_given=False)
-    task = make_task(cfg)
-    policy = Policy(OmegaConf.to_container(cfg.train, resolve=True), task.num_obs, task.num_actions, "cpu", False)
+    overrides = ["mode=play", f"num_envs={num_envs}", "sim_device=cpu", "rl_device=cpu",
+                 f"checkpoint_reload_interval={reload_interval}"]  # fmt: skip
+    cfg = with_run_config(load_config(overrides), run, task_given=False)
     messages: list[str] = []
-    follower = CheckpointFollower(
-        run, cfg.task.name, task.num_obs, task.num_actions, reload_interval, log=messages.append
-    )
-    return PlayerCore(task, policy, follower), messages, cfg
+    return build_player_core(cfg, run, log=messages.append), messages, cfg
 
 
 def step_until(core, condition, timeout=10.0):

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.protocol import RunDir
 
 
@@ -34,24 +35,15 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
     return cfg
 
 
-def play(cfg: DictConfig, task_given: bool) -> None:
-    from isaacgymenvs.player.core import PlayerCore
+def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print) -> PlayerCore:  # noqa: ANN001
+    """Task, policy and checkpoint follower of a player for `run` (cfg already has the run's config)."""
     from isaacgymenvs.player.follower import CheckpointFollower
     from isaacgymenvs.player.policy import Policy
     from isaacgymenvs.trainer.train import make_task
 
-    run = protocol.resolve_experiment(cfg.train_dir, cfg.experiment)
-    cfg = with_run_config(cfg, run, task_given)
-    print(f"Playing run {run.root}", flush=True)
-    os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
     task = make_task(cfg)
-    policy = Policy(
-        OmegaConf.to_container(cfg.train, resolve=True),
-        task.num_obs,
-        task.num_actions,
-        cfg.rl_device,
-        bool(cfg.stochastic),
-    )
+    train_params = OmegaConf.to_container(cfg.train, resolve=True)
+    policy = Policy(train_params, task.num_obs, task.num_actions, cfg.rl_device, bool(cfg.stochastic))
     follower = CheckpointFollower(
         run,
         cfg.task.name,
@@ -59,8 +51,19 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         task.num_actions,
         float(cfg.checkpoint_reload_interval),
         initial_checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None,
+        use_events=use_events,
+        log=log,
     )
-    core = PlayerCore(task, policy, follower)
+    return PlayerCore(task, policy, follower)
+
+
+def play(cfg: DictConfig, task_given: bool) -> None:
+    run = protocol.resolve_experiment(cfg.train_dir, cfg.experiment)
+    cfg = with_run_config(cfg, run, task_given)
+    print(f"Playing run {run.root}", flush=True)
+    os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
+    core = build_core(cfg, run)
+    follower = core.follower
     panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
     follower.start()
     try:
