@@ -73,7 +73,6 @@ class MultiEnvRenderer:
         if quality == "fast":
             flags = self.renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
         self.option = mujoco.MjvOption()
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
@@ -81,7 +80,9 @@ class MultiEnvRenderer:
         self.camera.lookat[:] = [self.offsets[:, 0].mean(), 0.0, 0.4]
         self.camera.distance = 2.5 + 1.2 * extent
         self.camera.azimuth, self.camera.elevation = 135.0, -20.0
-        self.follow: int | None = None
+        # "all": track the robots' centroid (locomotion tasks leave a fixed view in seconds);
+        # an int: one robot; None: free camera.
+        self.follow: int | str | None = "all"
         self.width, self.height = width, height
 
     # --- camera ------------------------------------------------------------------------------
@@ -111,9 +112,19 @@ class MultiEnvRenderer:
         return right, forward
 
     def cycle_follow(self) -> None:
-        """Free camera -> follow env 0 -> env 1 -> ... -> free camera."""
+        """All robots -> robot 0 -> robot 1 -> ... -> free camera -> all robots."""
         n = len(self.offsets)
-        self.follow = 0 if self.follow is None else (self.follow + 1 if self.follow + 1 < n else None)
+        if self.follow == "all":
+            self.follow = 0
+        elif self.follow is None:
+            self.follow = "all"
+        else:
+            self.follow = self.follow + 1 if self.follow + 1 < n else None
+
+    def describe_follow(self) -> str:
+        if self.follow is None:
+            return "free camera"
+        return "following all robots" if self.follow == "all" else f"following robot {self.follow}"
 
     # --- drawing -------------------------------------------------------------------------------
 
@@ -140,12 +151,16 @@ class MultiEnvRenderer:
         return self.renderer.render()
 
     def follow_position(self, qpos: np.ndarray) -> None:
-        """Point the camera at the followed robot's root body, at its display offset."""
+        """Point the camera at the followed robot's root body (or all robots' centroid)."""
         if self.follow is None:
             return
-        self.data.qpos[:] = qpos[self.follow]
-        mujoco.mj_kinematics(self.model, self.data)
-        self.camera.lookat[:] = self.data.xpos[1] + self.offsets[self.follow]
+        chosen = range(len(qpos)) if self.follow == "all" else [self.follow]
+        points = []
+        for i in chosen:
+            self.data.qpos[:] = qpos[i]
+            mujoco.mj_kinematics(self.model, self.data)
+            points.append(self.data.xpos[1] + self.offsets[i])
+        self.camera.lookat[:] = np.mean(points, axis=0)
 
     def close(self) -> None:
         self.renderer.close()

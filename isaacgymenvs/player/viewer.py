@@ -1,7 +1,7 @@
 """The player's window (PySide6): a thin layer over PlayerCore and MultiEnvRenderer.
 
 Mouse: left-drag rotate, middle-drag pan, wheel zoom. Keys: W/S forward/back, A/D left/right,
-Q/E down/up, F follow the next robot (then free camera), R reload the checkpoint now,
+Q/E down/up, F cycle the camera (all robots, each robot, free), R reload the checkpoint now,
 Backspace reset the envs, Esc quit. Simulation is paced to real time (60 Hz control); when
 rendering cannot keep up, several control steps run per frame (up to 4) and the HUD says so.
 """
@@ -34,7 +34,7 @@ class PlayerWindow(QWidget):
         super().__init__()
         self.core, self.renderer = core, renderer
         self.setWindowTitle(title)
-        self.resize(renderer.width, renderer.height)
+        self.resize(960, 540)  # the rendered image is scaled to the window
         self.setFocusPolicy(Qt.StrongFocus)
         self.image: QImage | None = None
         self.frame_times: list[float] = []
@@ -66,11 +66,11 @@ class PlayerWindow(QWidget):
     def hud_lines(self) -> list[str]:
         fps = len(self.frame_times)
         slow = "  (slower than real time)" if self.behind else ""
-        follow = "free camera" if self.renderer.follow is None else f"following robot {self.renderer.follow}"
+        follow = self.renderer.describe_follow()
         return [
             *self.core.hud_lines(),
             f"{fps} fps{slow}  {follow}",
-            "drag: rotate / middle: pan / wheel: zoom  WASDQE move  F follow  R reload  Backspace reset  Esc quit",
+            "drag: rotate / middle: pan / wheel: zoom  WASDQE move  F camera  R reload  Backspace reset  Esc quit",
         ]
 
     def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
