@@ -308,3 +308,14 @@ def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
     assert robot.mean() > 0.01, f"robot pixels {robot.mean():.4f}"
     assert pixels.std() > 20  # not a blank frame
     assert any("epoch 3" in line for line in window.hud_lines())
+
+
+def test_window_without_a_display_is_one_sentence(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([sys.executable, str(ENTRY), "mode=play", "experiment=Ant"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "Error: No display for the player window; use headless=True (with video=True to record), "
+        "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
+    )

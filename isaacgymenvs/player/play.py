@@ -58,6 +58,9 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
 
 
 def play(cfg: DictConfig, task_given: bool) -> None:
+    windowed = not (cfg.headless or cfg.games_num > 0)
+    if windowed:
+        require_display()  # before anything is built
     run = protocol.resolve_experiment(cfg.train_dir, cfg.experiment)
     cfg = with_run_config(cfg, run, task_given)
     print(f"Playing run {run.root}", flush=True)
@@ -67,7 +70,7 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
     follower.start()
     try:
-        if cfg.headless or cfg.games_num > 0:
+        if not windowed:
             _play_headless(cfg, run, core)
         else:
             from isaacgymenvs.player.viewer import run_window
@@ -80,6 +83,16 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         if panel is not None:
             panel.terminate()  # closing the player closes its panel
             panel.wait(timeout=10)
+
+
+def require_display() -> None:
+    """A window needs a display; without one Qt would abort the process."""
+    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not has_display and os.environ.get("QT_QPA_PLATFORM", "") not in ("offscreen", "minimal", "vnc", "eglfs"):
+        raise UserError(
+            "No display for the player window; use headless=True (with video=True to record), "
+            "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
+        )
 
 
 def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
