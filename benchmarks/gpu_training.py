@@ -117,7 +117,7 @@ def main() -> None:
             if rows
             else "no epochs"
         )
-        best = max((r[2] for r in rows), default=float("nan"))
+        best = max((r[2] for r in rows if r[2] == r[2]), default=float("nan"))  # skip NaN (no episode yet)
         print(
             f"| {task} | {n} | {rates['physics_env_steps_per_s']:,.0f} | {rates['task_env_steps_per_s']:,.0f} | "
             f"{e2e:,.0f} | {reached} | {best:.0f} | {ratio:.4f} |"
