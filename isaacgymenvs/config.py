@@ -61,6 +61,11 @@ def resolve(cfg: DictConfig) -> DictConfig:
         raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
         raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
+    if cfg.capture_video and cfg.mode == "train":
+        raise UserError(
+            "capture_video=True: the trainer never renders (that would slow it severalfold); "
+            "record the policy with mode=play headless=True video=True instead."
+        )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
     if cfg.checkpoint_save_freq <= 0:

@@ -57,6 +57,8 @@ def test_test_true_is_play_mode():
         (["sim_device=gpu0"], "is not a device"),
         (["nonsense_key=1"], "Bad configuration override"),
         (["max_iterations=0"], "max_iterations=0"),
+        (["capture_video=True"], "the trainer never renders"),
+        (["render_quality=ultra"], "render_quality=ultra must be auto, high or fast"),
     ],
 )
 def test_bad_input_is_one_sentence(overrides, fragment):
@@ -97,3 +99,19 @@ def test_more_ranks_than_gpus_is_refused(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(count + 1))
     with pytest.raises(UserError, match=rf"starts {count + 1} processes on this machine but it has {count} GPU"):
         load_config(["task=Ant", "multi_gpu=True"])
+
+
+def test_wandb_without_the_package_is_one_sentence(tmp_path):
+    pytest.importorskip("rl_games")
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("wandb is installed here")
+    result = run_cli("task=Cartpole", "wandb_activate=True", "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "Error: wandb_activate=True needs the wandb package; install it with pip install -e '.[wandb]'."
+    )
+    assert not (tmp_path / "runs").exists()
