@@ -319,3 +319,25 @@ def test_window_without_a_display_is_one_sentence(tmp_path):
         "Error: No display for the player window; use headless=True (with video=True to record), "
         "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
     )
+
+
+@pytest.mark.slow
+def test_headless_video_records_mp4_clips(trained_runs):
+    parent, runs = trained_runs
+    run = runs["Cartpole"]
+    player = subprocess.Popen(
+        [sys.executable, str(ENTRY), "mode=play", f"experiment={run.name}", "headless=True", "video=True",
+         "video_length=30", "num_envs=2", "sim_device=cpu", "rl_device=cpu"],
+        cwd=parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list((run.root / "videos").glob("*.mp4"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # 30 frames at 60 fps: let the next clip start so the first one is closed
+    player.send_signal(signal.SIGINT)
+    out, _ = player.communicate(timeout=60)
+    assert player.returncode == 0 and "Traceback" not in out, out[-2000:]
+    clips = sorted((run.root / "videos").glob("*.mp4"))
+    assert len(clips) >= 2 and all("_epoch3" in c.name for c in clips)
+    first = clips[0].read_bytes()
+    assert first[4:8] == b"ftyp" and len(first) > 1000  # a complete MP4 container
