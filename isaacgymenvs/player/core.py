@@ -60,12 +60,12 @@ class PlayerCore:
         f = self.follower
         info = f.loaded
         if info is None:
-            head = [f"Waiting for checkpoint {f.target().path.name} ..."]
+            head = [f"Waiting for checkpoint {f.shown.path.name} ..."]
         else:
             since = time.time() - (f.loaded_at or time.time())
             reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "?"
             head = [
-                f"{f.target().mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '?'}",
+                f"{f.shown.mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '?'}",
                 f"training reward {reward}  reloaded {since:.0f} s ago",
             ]
         if f.error:

@@ -88,6 +88,7 @@ class CheckpointFollower:
         self._ready: tuple[CheckpointInfo, tuple] | None = None
         self._lock = threading.Lock()
         self._wake, self._dirty, self._force = threading.Event(), threading.Event(), threading.Event()
+        self._status_due = threading.Event()  # the render loop asks; this thread writes the file
         self._stop = threading.Event()
         self._observer = None
         if use_events:
@@ -98,6 +99,7 @@ class CheckpointFollower:
             self._observer.daemon = True
         self._thread = threading.Thread(target=self._loop, name="checkpoint-follower", daemon=True)
         self._waiting_said = False
+        self.shown = self.target()  # what the follower last decided to show (read by the HUD)
 
     # --- called from the render loop -------------------------------------------------------
 
@@ -131,7 +133,7 @@ class CheckpointFollower:
             self.loaded, self.loaded_at, self.phase, self.error = info, time.time(), "loaded", None
             self.loads += 1
         self.log(f"Loaded {self.describe(info)}")
-        self._write_status()
+        self._request_status()
 
     def apply_failed(self, info: CheckpointInfo, reason: str) -> None:
         """The weights did not fit the network (e.g. other hidden sizes): keep the current policy."""
@@ -139,7 +141,12 @@ class CheckpointFollower:
             self._failed_identity, self.loaded_identity = self.loaded_identity, None
             self.phase, self.error = "failed", f"{info.path.name}: {reason}"
         self.log(f"Keeping the current policy: {self.error}")
-        self._write_status()
+        self._request_status()
+
+    def _request_status(self) -> None:
+        """Have the follower thread rewrite the status file (no disk I/O on the render loop)."""
+        self._status_due.set()
+        self._wake.set()
 
     def describe(self, info: CheckpointInfo) -> str:
         reward = f", training reward {info.mean_reward:.1f}" if info.mean_reward is not None else ""
@@ -173,7 +180,8 @@ class CheckpointFollower:
                 self._check(force=self._force.is_set())
                 self._force.clear()
                 last_poll = now
-            if now - last_status >= HEARTBEAT_SECONDS:
+            if self._status_due.is_set() or now - last_status >= HEARTBEAT_SECONDS:
+                self._status_due.clear()
                 self._write_status()
                 last_status = now
 
@@ -188,7 +196,7 @@ class CheckpointFollower:
             self._check(force=False)
 
     def _check(self, force: bool) -> None:
-        target = self.target()
+        target = self.shown = self.target()
         identity = file_identity(target.path)
         if identity is None:
             if not self._waiting_said and self.loaded is None:
@@ -217,7 +225,7 @@ class CheckpointFollower:
         return {
             "pid": os.getpid(),
             "run": self.run.name,
-            "mode": self.target().mode,
+            "mode": self.shown.mode,
             "seq": self.state.seq,
             "phase": self.phase,
             "checkpoint": info.path.name if info else None,
