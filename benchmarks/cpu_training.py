@@ -17,7 +17,6 @@ import argparse
 import csv
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,11 +30,11 @@ sys.path.insert(0, str(REPO))
 from isaacgymenvs.config import load_config  # noqa: E402
 from isaacgymenvs.physics import load_model  # noqa: E402
 from isaacgymenvs.physics.cpu_batch import CpuBatchBackend  # noqa: E402
+from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
 from isaacgymenvs.trainer.train import make_task  # noqa: E402
 
 BUDGETS = {"Cartpole": 60, "Ant": 900, "Humanoid": 600}
 THRESHOLDS = {"Cartpole": 450.0, "Ant": 2000.0, "Humanoid": 5000.0}
-PROGRESS = re.compile(r"^epoch (\d+)(?:/\d+)? \| ([\d,]+) env steps/s \| mean episode reward (\S+) \| elapsed (\S+)")
 
 
 def timed_loop(step, seconds: float) -> tuple[int, float]:
@@ -64,11 +63,6 @@ def task_rate(cfg, seconds: float) -> float:
     return n * cfg.num_envs / dt
 
 
-def seconds_of(hms: str) -> int:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return h * 3600 + m * 60 + s
-
-
 def train_curve(task: str, budget: float, extra: list[str]) -> list[dict]:
     """Run the real trainer for `budget` seconds of wall clock; parse its progress lines."""
     cmd = [
@@ -87,14 +81,14 @@ def train_curve(task: str, budget: float, extra: list[str]) -> list[dict]:
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     rows = []
     for line in proc.stdout:
-        match = PROGRESS.match(line)
+        match = parse_progress(line)
         if match:
             rows.append(
                 {
-                    "epoch": int(match[1]),
-                    "rate": float(match[2].replace(",", "")),
-                    "reward": float(match[3]),
-                    "elapsed": seconds_of(match[4]),
+                    "epoch": match.epoch,
+                    "rate": match.env_steps_per_s,
+                    "reward": match.mean_reward,
+                    "elapsed": match.elapsed_s,
                     "wall": round(time.perf_counter() - launched, 1),
                 }
             )

@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -33,10 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from isaacgymenvs.config import load_config  # noqa: E402
+from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
 from isaacgymenvs.trainer.train import make_task  # noqa: E402
 
 DEFAULT_CASES = ["Ant:4096", "Ant:8192", "Ant:16384", "Humanoid:4096"]
-PROGRESS = re.compile(r"^epoch (\d+)(?:/\d+)? \| ([\d,]+) env steps/s \| mean episode reward (\S+) \| elapsed (\S+)")
 
 
 def cuda_time(fn, iters: int) -> float:
@@ -147,15 +146,14 @@ def train(out: Path, num_envs: int, epochs: int, extra: list[str]) -> list[dict]
         assert proc.stdout is not None
         for line in proc.stdout:
             print(line, end="", flush=True)
-            match = PROGRESS.match(line.strip())
+            match = parse_progress(line)
             if match:
-                epoch, rate, reward, _ = match.groups()
                 rows.append(
                     {
-                        "epoch": int(epoch),
+                        "epoch": match.epoch,
                         "wall_s": round(time.perf_counter() - start, 2),
-                        "env_steps_per_s": int(rate.replace(",", "")),
-                        "mean_reward": float(reward),
+                        "env_steps_per_s": int(match.env_steps_per_s),
+                        "mean_reward": match.mean_reward,
                     }
                 )
     if proc.returncode:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,16 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
-PROGRESS = re.compile(r"^epoch (\d+)(?:/\d+)? \| ([\d,]+) env steps/s \| mean episode reward (\S+) \| elapsed (\S+)")
+
+from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
+
 SETTINGS = {  # num_envs, reward threshold, training budget (s), epochs for the overhead pair
     "Ant": (8192, 3000.0, 150, 120),
     "Humanoid": (4096, 5000.0, 300, 80),
 }
-
-
-def seconds(hms: str) -> int:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return 3600 * h + 60 * m + s
 
 
 def run_training(args: list[str], cwd: Path, budget: float, threshold: float | None = None, player=None):  # noqa: ANN001
@@ -48,13 +44,13 @@ def run_training(args: list[str], cwd: Path, budget: float, threshold: float | N
     for line in proc.stdout:
         if player is not None and watcher is None and line.startswith("Training will save to: "):
             watcher = player(line.split(": ", 1)[1].strip())
-        match = PROGRESS.match(line)
+        match = parse_progress(line)
         if not match:
             continue
         now = time.perf_counter()
         first = first or now
-        rows.append((int(match[1]), float(match[2].replace(",", "")), float(match[3]), now - first))
-        if (threshold is not None and float(match[3]) >= threshold) or now - launched > budget:
+        rows.append((match.epoch, match.env_steps_per_s, match.mean_reward, now - first))
+        if (threshold is not None and match.mean_reward >= threshold) or now - launched > budget:
             proc.send_signal(signal.SIGINT)
             break
     proc.wait()

@@ -22,13 +22,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
-PROGRESS = re.compile(r"^epoch (\d+)/\d+ \| ([\d,]+) env steps/s")
+sys.path.insert(0, str(REPO))
+
+from isaacgymenvs.trainer.progress import parse_output  # noqa: E402
+
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", NCCL_NVLS_ENABLE="0")
 
 
 def steady_rate(out: str, skip: float = 0.2) -> float:
     """Env steps/s over the epochs after the first `skip` fraction (warm-up, player start-up)."""
-    rates = [float(m[2].replace(",", "")) for m in map(PROGRESS.match, out.splitlines()) if m]
+    rates = [p.env_steps_per_s for p in parse_output(out)]
     tail = rates[max(1, int(len(rates) * skip)) :]
     return len(tail) / sum(1.0 / r for r in tail)
 

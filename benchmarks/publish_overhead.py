@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LINE = re.compile(r"^epoch (\d+)/\d+ \| ([\d,]+) env steps/s")
+sys.path.insert(0, str(REPO))
+
+from isaacgymenvs.trainer.progress import parse_output  # noqa: E402
+
 COST = re.compile(r"per publish: ([\d.]+) ms snapshot on the training thread, ([\d.]+) ms CPU in the writer thread")
 
 
@@ -44,7 +47,7 @@ def throughput(task: str, epochs: int, freq: int, extra: list[str]) -> tuple[flo
             check=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         ).stdout
-    rates = [float(m[2].replace(",", "")) for m in map(LINE.match, out.splitlines()) if m]
+    rates = [p.env_steps_per_s for p in parse_output(out)]
     steady = rates[max(1, len(rates) // 10) :]
     cost = COST.search(out)
     return len(steady) / sum(1.0 / r for r in steady), float(cost[1]), float(cost[2])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from datetime import timedelta
 
 from rl_games.common.algo_observer import AlgoObserver
+
+from isaacgymenvs.trainer.progress import format_progress
 
 
 class MultiObserver(AlgoObserver):
@@ -44,10 +45,6 @@ class MultiObserver(AlgoObserver):
         self._each("after_print_stats", frame, epoch_num, total_time)
 
 
-def format_duration(seconds: float) -> str:
-    return str(timedelta(seconds=int(seconds))) if math.isfinite(seconds) else "?"
-
-
 class ProgressObserver(AlgoObserver):
     """One console line per epoch: epoch/max, env steps/s, mean episode reward, elapsed, ETA."""
 
@@ -71,12 +68,7 @@ class ProgressObserver(AlgoObserver):
         max_epochs = algo.max_epochs
         eta = elapsed / done * (max_epochs - epoch_num) if done > 0 and max_epochs > 0 else math.nan
         reward = algo.game_rewards.get_mean()[0] if algo.game_rewards.current_size > 0 else math.nan
-        total = f"/{max_epochs}" if max_epochs > 0 else ""
-        print(
-            f"epoch {epoch_num}{total} | {rate:,.0f} env steps/s | mean episode reward {reward:.2f} | "
-            f"elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}",
-            flush=True,
-        )
+        print(format_progress(epoch_num, max_epochs, rate, reward, elapsed, eta), flush=True)
 
 
 class RewardTermsObserver(AlgoObserver):
