@@ -73,10 +73,11 @@ def bench_case(task_name: str, num_envs: int, steps: int, device: str) -> dict:
         physics_step()
     physics_s = cuda_time(physics_step, steps)
 
-    ids = torch.randperm(num_envs, device=device)[: max(1, num_envs // 100)]
+    mask = torch.zeros(num_envs, dtype=torch.bool, device=device)
+    mask[torch.randperm(num_envs, device=device)[: max(1, num_envs // 100)]] = True
     state = backend.state()
-    qpos, qvel = state.qpos[ids].clone(), state.qvel[ids].clone()
-    reset_s = cuda_time(lambda: backend.reset(ids, qpos, qvel), 20)
+    qpos, qvel = state.qpos.clone(), state.qvel.clone()
+    reset_s = cuda_time(lambda: backend.reset(mask, qpos, qvel), 20)
 
     # Task level: VecTask.step with random actions, resets included.
     task.reset()

@@ -9,7 +9,9 @@ Per task, in one run:
   to threshold    training seconds (from the first epoch; launch time reported apart) until the mean
                   episode reward reaches the threshold (Ant 3000, Humanoid 5000)
   live-watch      throughput with checkpoint_save_freq=1 and a headless player following the run,
-                  divided by the same training alone (same seed and epochs)
+                  divided by the same training alone (same seed and epochs); `--pairs` alternating
+                  pairs (alone, watched, alone, ...), the ratio of the medians and each pair's ratio
+  profile         `benchmarks/gpu_profile.py` for the task: where an epoch's time goes
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,11 +76,28 @@ def start_player(run_dir: str, cwd: Path):  # noqa: ANN201
                             stderr=subprocess.DEVNULL)  # fmt: skip
 
 
+def live_watch_ratio(common: list[str], epochs: int, pairs: int, cwd: Path) -> float:
+    """Median watched rate over median alone rate, from alternating runs (machine drift cancels)."""
+    alone, watched = [], []
+    for _ in range(pairs):
+        rows, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1000000"], cwd, 600)
+        alone.append(steady_rate(rows))
+        rows, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1"], cwd, 600,
+                               player=lambda run: start_player(run, cwd))  # fmt: skip
+        watched.append(steady_rate(rows))
+    per_pair = ", ".join(f"{w / a:.4f}" for a, w in zip(alone, watched, strict=True))
+    print(f"live-watch: alone {[round(a) for a in alone]}, watched {[round(w) for w in watched]}, "
+          f"per-pair ratios {per_pair}", flush=True)  # fmt: skip
+    return statistics.median(watched) / statistics.median(alone)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(SETTINGS))
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--pairs", type=int, default=2, help="alternating alone/watched pairs for the live-watch ratio")
+    parser.add_argument("--skip-profile", action="store_true")
     args = parser.parse_args()
     from benchmarks.gpu_physics import bench_case
 
@@ -92,13 +112,12 @@ def main() -> None:
             hit = next((r for r in rows if r[2] >= threshold), None)
             ratio = float("nan")
             if not args.skip_overhead:
-                alone, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1000000"],
-                                        Path(tmp), 600)  # fmt: skip
-                watched, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1"], Path(tmp),
-                                          600, player=lambda run: start_player(run, Path(tmp)))  # fmt: skip
-                ratio = steady_rate(watched) / steady_rate(alone)
+                ratio = live_watch_ratio(common, epochs, args.pairs, Path(tmp))
         table.append((task, num_envs, rates, steady_rate(rows), hit, threshold, launch, rows, ratio))
         print(f"{task}: done", flush=True)
+        if not args.skip_profile:
+            subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_profile.py"), "--task", task,
+                            "--num-envs", str(num_envs), "--device", args.device], check=False)  # fmt: skip
 
     print(
         "\n| task | envs | physics-only env steps/s | task env steps/s | end-to-end env steps/s | "

@@ -361,6 +361,19 @@ class CheckpointRejected(Exception):
     """A checkpoint that cannot be used; the message says why in one sentence."""
 
 
+COMPILED_PREFIX = "_orig_mod."
+
+
+def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
+    """The model's state dict with the keys of the uncompiled module.
+
+    rl_games' `torch_compile` wraps the model, so its state dict (and rl_games' own .pth saves)
+    prefix every key with `_orig_mod.`; checkpoints we publish never carry it, and readers accept
+    both.
+    """
+    return {k.removeprefix(COMPILED_PREFIX): v for k, v in model.items()}
+
+
 def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
@@ -378,6 +391,7 @@ def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> Ch
     model = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+    model = plain_model_keys(model)
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
     if meta.get("task") not in (None, task):
         raise CheckpointRejected(f"{path.name} belongs to task {meta['task']}, not {task}")

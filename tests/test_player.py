@@ -175,6 +175,14 @@ def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
         protocol.load_checkpoint(tmp_path / "ant_plain.pth", "Cartpole", 4, 1)
     info = protocol.load_checkpoint(good, "Cartpole", 4, 1)
     assert info.epoch == 3 and info.task == "Cartpole"
+    assert not any(k.startswith("_orig_mod.") for k in torch.load(good, weights_only=True)["model"])
+
+    # rl_games' own save of a torch_compile'd model prefixes every key: still the same weights.
+    compiled = torch.load(good, weights_only=True)
+    compiled["model"] = {f"_orig_mod.{k}": v for k, v in compiled["model"].items()}
+    torch.save(compiled, tmp_path / "compiled.pth")
+    info_compiled = protocol.load_checkpoint(tmp_path / "compiled.pth", "Cartpole", 4, 1)
+    assert info_compiled.model.keys() == info.model.keys()
 
 
 def build_core(run, reload_interval=30.0, num_envs=2):

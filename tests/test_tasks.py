@@ -51,12 +51,39 @@ def test_ant_falls_over_terminates(make_cfg):
     task.reset()
     qpos = torch.tensor(task.model.qpos0, dtype=torch.float32).repeat(2, 1)
     qpos[:, 2] = 0.2  # torso below terminationHeight
-    task.physics.reset(torch.arange(2), qpos, torch.zeros(2, task.model.nv))
+    task.physics.reset(torch.ones(2, dtype=torch.bool), qpos, torch.zeros(2, task.model.nv))
     _, rew, done, extras = task.step(torch.zeros(2, 8))
     assert done.all() and not extras["time_outs"].any()
     assert torch.allclose(rew, torch.full((2,), -2.0))
-    # The returned observation is the first of the new episode: torso back at start height.
+    # The returned observation is the first of the new episode: torso back at start height, and
+    # nothing simulated yet, so the foot sensors and the previous actions read zero.
     assert (task.obs_buf[:, 0] > 0.35).all()
+    assert (task.obs_buf[:, 28:60] == 0).all()
+
+
+def test_finished_episodes_sum_the_weighted_terms(make_cfg):
+    """extras['episode_terms'] sums each weighted term over the episodes that ended, per step."""
+    task = make_task(make_cfg("Cartpole", "num_envs=3", "task.env.episodeLength=6"))
+    task.reset()
+    names = task.term_names
+    total_reward = torch.zeros(3)
+    for _ in range(5):
+        _, rew, done, extras = task.step(torch.zeros(3, 1))
+        total_reward += rew
+        finished = extras["episode_terms"]
+        assert finished.names == names
+    # A zero-force cartpole started near upright survives 5 steps: every env times out together.
+    assert done.all() and int(finished.count) == 3
+    alive = names.index("alive")
+    weight = task.reward_weights["alive"]
+    assert float(finished.term_sums[alive]) == pytest.approx(3 * 5 * weight)
+    # The weighted terms add up to the rewards the envs received.
+    assert float(finished.term_sums.sum()) == pytest.approx(float(total_reward.sum()), rel=1e-5)
+    # The returns were cleared with the reset, and a step with no finished episode reports zero.
+    assert (task.episode_sums == 0).all()
+    _, _, done, extras = task.step(torch.zeros(3, 1))
+    assert not done.any() and int(extras["episode_terms"].count) == 0
+    assert (extras["episode_terms"].term_sums == 0).all()
 
 
 def test_reset_randomisation_within_bounds(make_cfg):

@@ -20,8 +20,10 @@ class PhysicsState:
     qpos: [num_envs, nq] generalized positions (a free joint: x y z qw qx qy qz).
     qvel: [num_envs, nv] generalized velocities (a free joint: world linear velocity, then
         angular velocity in the body frame, MuJoCo's convention).
-    sensordata: [num_envs, nsensordata] sensor readings of the last physics step.
-    qfrc_actuator: [num_envs, nv] actuator forces in joint space of the last physics step.
+    sensordata: [num_envs, nsensordata] sensor readings of the last physics step (zero in a
+        world reset since: nothing has been simulated there yet).
+    qfrc_actuator: [num_envs, nv] actuator forces in joint space of the last physics step (zero
+        in a world reset since, like its controls).
     """
 
     qpos: torch.Tensor
@@ -47,8 +49,14 @@ class PhysicsBackend(ABC):
         """
 
     @abstractmethod
-    def reset(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
-        """Put worlds `env_ids` into state (qpos [n, nq], qvel [n, nv]) with zero controls."""
+    def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        """Put the worlds where `mask` [num_envs] is set into rows of (qpos [num_envs, nq], qvel).
+
+        Controls, warm starts, sensors and actuator forces of those worlds become zero. Derived
+        quantities are not recomputed here (on a GPU that would be a forward pass of every world
+        at every step): the next `step` starts with one. A mask rather than indices lets a GPU
+        backend reset without waiting for the device.
+        """
 
     @abstractmethod
     def state(self) -> PhysicsState:

@@ -53,16 +53,15 @@ class CpuBatchBackend(PhysicsBackend):
         failed |= ~np.isfinite(self._qvel).all(axis=1)
         return torch.from_numpy(failed)
 
-    def reset(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
-        ids = env_ids.detach().cpu().numpy().astype(np.int64)
+    def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        ids = np.flatnonzero(mask.detach().cpu().numpy())
         if ids.size == 0:
             return
-        # Reset clears controls, activations and warm starts; then place the sampled state and
-        # recompute derived fields so that sensors describe the new state.
+        # mj_resetData zeroes controls, activations, warm starts, sensors and actuator forces;
+        # no forward pass, as on the GPU backend (the next step begins with one).
         self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
-        self._qpos[ids] = qpos.detach().cpu().numpy()
-        self._qvel[ids] = qvel.detach().cpu().numpy()
-        self._batch.forward(ids)
+        self._qpos[ids] = qpos.detach().cpu().numpy()[ids]
+        self._qvel[ids] = qvel.detach().cpu().numpy()[ids]
 
     def state(self) -> PhysicsState:
         return PhysicsState(

@@ -17,11 +17,12 @@ that flag to pinned host memory after each step. `step()` reads the host copy of
 step's flag, so an overflow raises a RuntimeError (naming `sim.nconmax` / `sim.njmax`) at the
 next step without a per-step host-device synchronisation; `check_overflow()` checks synchronously.
 
-Resets: `mjw.reset_data` with a per-world mask, then the given qpos/qvel rows, then `mjw.forward`
-on all worlds (MuJoCo Warp has no per-world forward) so that the reset worlds' sensors are valid;
-the other worlds' sensors/actuator forces are restored afterwards. This is captured as one graph
-too; measured on an H200 it costs about 0.6 of an env step (1.0 ms at 4096 ant worlds, 1.7 ms at
-16384; benchmarks/gpu_physics.py).
+Resets: one captured graph per call, with a per-world mask: `mjw.reset_data`, then the given
+qpos/qvel rows, then zero sensors and actuator forces in the reset worlds (as `mj_resetData` leaves
+them on the CPU). No forward pass: MuJoCo Warp has no per-world forward, and a forward of every
+world at every env step (some world resets at nearly every step with thousands of them) cost
+about 0.6 of an env step; the next step begins with a forward anyway. The mask is copied on
+the device, so a reset never waits for the host.
 
 Model: MuJoCo Warp has no PGS solver; a PGS model is run with Newton (on a copy). All float32.
 The first backend on a machine compiles MuJoCo Warp's kernels (about a minute on an H200; cached
@@ -92,6 +93,14 @@ def _copy_rows_where(
         dst[w, i] = src[w, i]
 
 
+@wp.kernel
+def _zero_rows_where(mask: wp.array(dtype=wp.bool), dst: wp.array2d(dtype=wp.float32)):
+    """dst[w, i] = 0 for the worlds whose mask is set."""
+    w, i = wp.tid()
+    if mask[w]:
+        dst[w, i] = 0.0
+
+
 def _gpu_model(model: mujoco.MjModel) -> mujoco.MjModel:
     """The model as MuJoCo Warp runs it: PGS (unsupported there) becomes Newton, on a copy."""
     if model.opt.solver != mujoco.mjtSolver.mjSOL_PGS:
@@ -141,8 +150,6 @@ class WarpBackend(PhysicsBackend):
             self._reset_mask = wp.zeros(n, dtype=wp.bool)
             self._stage_qpos = wp.zeros((n, model.nq), dtype=wp.float32)
             self._stage_qvel = wp.zeros((n, model.nv), dtype=wp.float32)
-            self._saved_sensordata = wp.zeros((n, model.nsensordata), dtype=wp.float32)
-            self._saved_qfrc_actuator = wp.zeros((n, model.nv), dtype=wp.float32)
             # Valid derived quantities (sensors, actuator forces) for the initial state; this eager
             # call also loads most kernels before the first graph capture.
             mjw.forward(self._m, self._d)
@@ -181,14 +188,11 @@ class WarpBackend(PhysicsBackend):
         self._overflow_host.copy_(self._overflow_seen_t, non_blocking=self._cuda)
         return self._failed_t.clone()
 
-    def reset(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
-        ids = env_ids.detach().to(self.device, torch.long).flatten()
-        if ids.numel() == 0:
-            return
-        self._reset_mask_t.zero_()
-        self._reset_mask_t[ids] = True
-        self._stage_qpos_t[ids] = qpos.detach().to(self.device, torch.float32)
-        self._stage_qvel_t[ids] = qvel.detach().to(self.device, torch.float32)
+    def reset(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        # copy_ converts dtype and device (CPU inputs are accepted) without a host sync on CUDA.
+        self._reset_mask_t.copy_(mask.detach().reshape(self.num_envs))
+        self._stage_qpos_t.copy_(qpos.detach())
+        self._stage_qvel_t.copy_(qvel.detach())
         self._run("reset", self._reset_graph_body)
 
     def state(self) -> PhysicsState:
@@ -237,24 +241,14 @@ class WarpBackend(PhysicsBackend):
         )
 
     def _reset_graph_body(self) -> None:
-        """Reset the masked worlds, place their staged state and recompute derived quantities.
-
-        `mjw.forward` runs on every world (MuJoCo Warp has no per-world forward); the sensors and
-        actuator forces of the other worlds are saved before and restored after it, so that they
-        keep describing their last step exactly as on the CPU backend. Forward does not touch the
-        integration state (qpos, qvel, act, qacc_warmstart), so those worlds' trajectories are
-        unchanged.
-        """
+        """Reset the masked worlds and place their staged state; the other worlds are untouched."""
         m, d, mask = self._m, self._d, self._reset_mask
         mjw.reset_data(m, d, reset=mask)  # qpos0, zero qvel/ctrl/act/qacc_warmstart, per world
         self._copy_rows_where(mask, True, self._stage_qpos, d.qpos)
         self._copy_rows_where(mask, True, self._stage_qvel, d.qvel)
-        if self.model.nsensordata:
-            wp.copy(self._saved_sensordata, d.sensordata)
-        wp.copy(self._saved_qfrc_actuator, d.qfrc_actuator)
-        mjw.forward(m, d)
-        self._copy_rows_where(mask, False, self._saved_sensordata, d.sensordata)
-        self._copy_rows_where(mask, False, self._saved_qfrc_actuator, d.qfrc_actuator)
+        for derived in (d.sensordata, d.qfrc_actuator):
+            if derived.shape[1]:
+                wp.launch(_zero_rows_where, dim=derived.shape, inputs=[mask], outputs=[derived])
 
     def _copy_rows_where(self, mask: wp.array, when: bool, src: wp.array, dst: wp.array) -> None:
         if src.shape[1] == 0:

@@ -54,8 +54,7 @@ class Cartpole(VecTask):
     def _terminated(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs[:, 0].abs() > self.reset_dist) | (obs[:, 2].abs() > math.pi / 2)
 
-    def _sample_reset_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(env_ids)
+    def _sample_reset_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self._uniform((n, 2), self.position_noise), self._uniform((n, 2), self.velocity_noise)
 
     def _observe(self, obs: torch.Tensor) -> torch.Tensor:

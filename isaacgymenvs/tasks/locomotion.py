@@ -77,8 +77,8 @@ class LocomotionTask(VecTask):
         self.start_qpos = qpos0.clone()
         self.start_qpos[FREE_JOINT_QPOS:] = torch.clamp(qpos0[FREE_JOINT_QPOS:], self.dof_lower, self.dof_upper)
         start_to_target = self.target[:2] - self.start_qpos[:2]
-        self.start_potential = -torch.linalg.norm(start_to_target) / self.dt
-        self.prev_potentials = torch.full((num_envs,), float(self.start_potential), device=dev)
+        self.start_potential = float(-torch.linalg.norm(start_to_target) / self.dt)  # host float: no sync per reset
+        self.prev_potentials = torch.full((num_envs,), self.start_potential, device=dev)
 
     def _configure_model(self, model: mujoco.MjModel) -> None:
         # Torque = action * gear * powerScale: fold powerScale into the gears once.
@@ -144,8 +144,7 @@ class LocomotionTask(VecTask):
     def _after_reward(self, f: LocomotionFeatures) -> None:
         self.prev_potentials[:] = f.potentials
 
-    def _sample_reset_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(env_ids)
+    def _sample_reset_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         qpos = self.start_qpos.expand(n, -1).clone()
         noise = self._uniform((n, self.num_actions), self.dof_position_noise)
         qpos[:, FREE_JOINT_QPOS:] = torch.clamp(qpos[:, FREE_JOINT_QPOS:] + noise, self.dof_lower, self.dof_upper)
@@ -153,8 +152,8 @@ class LocomotionTask(VecTask):
         qvel[:, FREE_JOINT_QVEL:] = self._uniform((n, self.num_actions), self.dof_velocity_noise)
         return qpos, qvel
 
-    def _on_reset(self, env_ids: torch.Tensor) -> None:
-        self.prev_potentials[env_ids] = self.start_potential
+    def _on_reset(self, mask: torch.Tensor) -> None:
+        self.prev_potentials.masked_fill_(mask, self.start_potential)
 
     def _observe(self, f: LocomotionFeatures) -> torch.Tensor:
         parts = [

@@ -3,9 +3,14 @@
 Shapes: N = num_envs. `reset()` -> {'obs': [N, num_obs]}; `step(actions [N, num_actions])` ->
 ({'obs': [N, num_obs]}, rewards [N], dones [N] bool, extras). `extras['time_outs']` [N] bool marks
 episodes cut by the time limit (not by failure), so PPO bootstraps their value;
-`extras['episode']` holds, for the episodes that ended this step, the mean return of each named
-reward term. Done environments are reset inside `step`, and the observation returned for them is
-the first of their new episode.
+`extras['episode_terms']` (a `FinishedEpisodes`) holds, summed over the episodes that ended this
+step, the return of each named reward term, as device tensors. Done environments are reset inside
+`step`, and the observation returned for them is the first of their new episode.
+
+The step never waits for the device: resets are masked over all environments (a reset state is
+sampled for every env, used where the mask is set), and the per-term returns stay on the device
+until a logger asks for them once per epoch. On a GPU with thousands of envs a host sync per step
+(`nonzero`, `.item()`, `len()` of a data-dependent index) would stall the launch queue.
 
 A subclass supplies the model-specific parts: features of the physics state, named reward terms
 (unweighted; weights come from `cfg.env.reward`), termination, reset sampling and observations.
@@ -14,6 +19,7 @@ A subclass supplies the model-specific parts: features of the physics state, nam
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import mujoco
@@ -23,6 +29,19 @@ from gymnasium import spaces
 from omegaconf import DictConfig
 
 from isaacgymenvs.physics import PhysicsBackend, PhysicsState, load_model, make_backend
+
+
+@dataclass(frozen=True)
+class FinishedEpisodes:
+    """Reward-term returns summed over the episodes that ended in one step (device tensors).
+
+    names: the reward terms, in the order of `term_sums`; term_sums: [T] weighted returns summed
+    over the finished episodes; count: how many episodes finished (0-d tensor).
+    """
+
+    names: tuple[str, ...]
+    term_sums: torch.Tensor
+    count: torch.Tensor
 
 
 class VecTask(ABC):
@@ -60,7 +79,8 @@ class VecTask(ABC):
         self.timeout_buf = torch.zeros(n, dtype=torch.bool, device=dev)
         self.progress_buf = torch.zeros(n, dtype=torch.long, device=dev)
         self.actions = torch.zeros(n, self.num_actions, device=dev)
-        self.episode_sums = {k: torch.zeros(n, device=dev) for k in self.reward_weights}
+        self.term_names = tuple(self.reward_weights)
+        self.episode_sums = torch.zeros(len(self.term_names), n, device=dev)  # [T, N] weighted returns
         self.extras: dict[str, Any] = {}
 
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
@@ -72,17 +92,17 @@ class VecTask(ABC):
         """Fuse the per-step tensor math (features, reward terms, termination, observations).
 
         On a GPU, thousands of envs make each op cheap, so an eager step is bound by ~150 kernel
-        launches; torch.compile turns them into a few fused kernels. Resets (variable sizes) stay
-        eager.
+        launches; torch.compile turns them into a few fused kernels. Resets (random sampling from
+        the task's generator) stay eager.
         """
-        for name in ("_features", "_reward_terms", "_terminated", "_observe"):
+        for name in ("_features", "_score", "_observe"):
             setattr(self, name, torch.compile(getattr(self, name), dynamic=False))
 
     # --- the contract ---------------------------------------------------------------------
 
     def reset(self) -> dict[str, torch.Tensor]:
         """Reset every environment and return the first observations."""
-        self._reset_envs(torch.arange(self.num_envs, device=self.device))
+        self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         self.obs_buf[:] = self._observe(self._features(self.physics.state()))
         return self._obs_dict()
 
@@ -93,28 +113,30 @@ class VecTask(ABC):
         self.progress_buf += 1
 
         features = self._features(self.physics.state())
-        terms = self._reward_terms(features)
-        terminated = self._terminated(features) | failed
-        reward = torch.zeros_like(self.rew_buf)
-        for name, weight in self.reward_weights.items():
-            weighted = weight * terms[name]
-            reward += weighted
-            self.episode_sums[name] += weighted
-        self.rew_buf[:] = torch.where(terminated, self.termination_reward, reward)
-        self.timeout_buf[:] = (self.progress_buf >= self.max_episode_length - 1) & ~terminated
-        self.reset_buf[:] = terminated | self.timeout_buf
+        weighted, reward, terminated, timeout = self._score(features, failed)
+        self.episode_sums += weighted
+        self.rew_buf[:] = reward
+        self.timeout_buf[:] = timeout
+        self.reset_buf[:] = terminated | timeout
         self._after_reward(features)
 
-        self.extras = {"time_outs": self.timeout_buf.to(self.rl_device)}
-        done_ids = self.reset_buf.nonzero(as_tuple=False).flatten()
-        if len(done_ids) > 0:
-            # One device sync for all terms (a .item() per term would sync once each on the GPU).
-            means = torch.stack([s[done_ids].mean() for s in self.episode_sums.values()]).tolist()
-            self.extras["episode"] = {f"reward_terms/{k}": m for k, m in zip(self.episode_sums, means, strict=True)}
-            self._reset_envs(done_ids)
-            features = self._features(self.physics.state())
-        self.obs_buf[:] = self._observe(features)
+        done = self.reset_buf
+        finished = FinishedEpisodes(self.term_names, self.episode_sums @ done.float(), done.sum())
+        self.extras = {"time_outs": self.timeout_buf.to(self.rl_device), "episode_terms": finished}
+        self._reset_envs(done)
+        self.obs_buf[:] = self._observe(self._features(self.physics.state()))
         return self._obs_dict(), self.rew_buf.to(self.rl_device), self.reset_buf.to(self.rl_device), self.extras
+
+    def _score(
+        self, features: Any, failed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weighted terms [T, N], reward [N], terminated [N], timed out [N]) after a step."""
+        terms = self._reward_terms(features)
+        terminated = self._terminated(features) | failed
+        weighted = torch.stack([weight * terms[name] for name, weight in self.reward_weights.items()])
+        reward = torch.where(terminated, self.termination_reward, weighted.sum(0))
+        timeout = (self.progress_buf >= self.max_episode_length - 1) & ~terminated
+        return weighted, reward, terminated, timeout
 
     def get_number_of_agents(self) -> int:
         return 1
@@ -124,14 +146,14 @@ class VecTask(ABC):
     def _obs_dict(self) -> dict[str, torch.Tensor]:
         return {"obs": torch.clamp(self.obs_buf, -self.clip_obs, self.clip_obs).to(self.rl_device)}
 
-    def _reset_envs(self, env_ids: torch.Tensor) -> None:
-        qpos, qvel = self._sample_reset_state(env_ids)
-        self.physics.reset(env_ids, qpos, qvel)
-        self.progress_buf[env_ids] = 0
-        self.actions[env_ids] = 0.0
-        for s in self.episode_sums.values():
-            s[env_ids] = 0.0
-        self._on_reset(env_ids)
+    def _reset_envs(self, mask: torch.Tensor) -> None:
+        """Reset the envs where `mask` [N] is set; a no-op (but the same launches) where none is."""
+        qpos, qvel = self._sample_reset_state(self.num_envs)
+        self.physics.reset(mask, qpos, qvel)
+        self.progress_buf.masked_fill_(mask, 0)
+        self.actions.masked_fill_(mask[:, None], 0.0)
+        self.episode_sums.masked_fill_(mask, 0.0)
+        self._on_reset(mask)
 
     def _uniform(self, shape: tuple[int, ...], bound: float) -> torch.Tensor:
         """U(-bound, bound) from the task's own seeded generator."""
@@ -147,8 +169,8 @@ class VecTask(ABC):
     def _after_reward(self, features: Any) -> None:
         """Hook after rewards are computed (e.g. to roll potentials forward)."""
 
-    def _on_reset(self, env_ids: torch.Tensor) -> None:
-        """Hook after worlds `env_ids` were reset."""
+    def _on_reset(self, mask: torch.Tensor) -> None:
+        """Hook after the worlds where `mask` [N] is set were reset."""
 
     @abstractmethod
     def _check_model(self, model: mujoco.MjModel) -> None:
@@ -167,8 +189,8 @@ class VecTask(ABC):
         """Bool [N]: the episode failed (the termination reward replaces the sum)."""
 
     @abstractmethod
-    def _sample_reset_state(self, env_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Randomised (qpos [n, nq], qvel [n, nv]) for the worlds being reset."""
+    def _sample_reset_state(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` randomised start states (qpos [n, nq], qvel [n, nv]) on the task's device."""
 
     @abstractmethod
     def _observe(self, features: Any) -> torch.Tensor:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 
+import torch
 from rl_games.common.algo_observer import AlgoObserver
 
 from isaacgymenvs.trainer.progress import format_progress
@@ -72,28 +72,41 @@ class ProgressObserver(AlgoObserver):
 
 
 class RewardTermsObserver(AlgoObserver):
-    """Log each named reward term's mean episode return to TensorBoard (reward_terms/<name>)."""
+    """Log each named reward term's mean episode return to TensorBoard (reward_terms/<name>).
+
+    The task reports per-step sums as device tensors (`extras['episode_terms']`); they are added up
+    on the device and read back once per epoch, so logging costs no host sync per step.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
+        self.names: tuple[str, ...] = ()
+        self.sums: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None
 
     def after_init(self, algo) -> None:  # noqa: ANN001
         self.algo = algo
 
     def process_infos(self, infos, done_indices) -> None:  # noqa: ANN001
-        for key, value in infos.get("episode", {}).items() if isinstance(infos, dict) else ():
-            self.sums[key] += value
-            self.counts[key] += 1
+        finished = infos.get("episode_terms") if isinstance(infos, dict) else None
+        if finished is None:
+            return
+        self.names = finished.names
+        if self.sums is None:
+            self.sums, self.count = finished.term_sums.clone(), finished.count.clone()
+        else:
+            self.sums += finished.term_sums
+            self.count += finished.count
 
     def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        if self.sums is None:
+            return
+        *sums, count = torch.cat([self.sums.float(), self.count.reshape(1).float()]).tolist()
         writer = getattr(self.algo, "writer", None)
-        for key, total in self.sums.items():
-            if writer is not None:
-                writer.add_scalar(key, total / self.counts[key], self.algo.frame)
-        self.sums.clear()
-        self.counts.clear()
+        if count > 0 and writer is not None:
+            for name, total in zip(self.names, sums, strict=True):
+                writer.add_scalar(f"reward_terms/{name}", total / count, self.algo.frame)
+        self.sums = self.count = None
 
 
 class WandbObserver(AlgoObserver):

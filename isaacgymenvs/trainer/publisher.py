@@ -178,6 +178,7 @@ class CheckpointObserver(AlgoObserver):
         }
         start = time.perf_counter()
         state = to_plain_cpu(algo.get_full_state_weights())
+        state["model"] = protocol.plain_model_keys(state["model"])
         self.snapshot_seconds += time.perf_counter() - start
         self.snapshots += 1
         self.publisher.submit(state, metadata)
