@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--pairs", type=int, default=2, help="alternating alone/watched pairs for the live-watch ratio")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument("--skip-threshold", action="store_true", help="no time-to-threshold run")
     args = parser.parse_args()
     from benchmarks.gpu_physics import bench_case
 
@@ -107,8 +108,10 @@ def main() -> None:
         rates = bench_case(task, num_envs, 200, args.device)
         common = [f"task={task}", f"num_envs={num_envs}", f"sim_device={args.device}", f"rl_device={args.device}"]
         with tempfile.TemporaryDirectory() as tmp:
-            rows, launch = run_training([*common, "max_iterations=100000", "checkpoint_save_freq=1000000"],
-                                        Path(tmp), budget, threshold)  # fmt: skip
+            rows, launch = [], float("nan")
+            if not args.skip_threshold:
+                rows, launch = run_training([*common, "max_iterations=100000", "checkpoint_save_freq=1000000"],
+                                            Path(tmp), budget, threshold)  # fmt: skip
             hit = next((r for r in rows if r[2] >= threshold), None)
             ratio = float("nan")
             if not args.skip_overhead:

@@ -4,9 +4,10 @@
 
 1. Scaling: Ant training on one GPU, then `torchrun --standalone --nnodes=1 --nproc_per_node=2
    ... multi_gpu=True` with the same num_envs per GPU; ratio of total env steps/s (target >= 1.8).
-2. Side by side: the trainer on cuda:0 alone, then again with a headless player recording video
-   on cuda:1 (sim_device/rl_device cuda:1, graphics_device_id=1) following the run; training
-   throughput ratio (target >= 0.98) and the number of policy reloads the player made.
+2. Side by side: the trainer on cuda:0 alone, then again with a headless player (recording video
+   with --video) on cuda:1 (sim_device/rl_device cuda:1, graphics_device_id=1) following the run;
+   `--pairs` alternating pairs, the ratio of the median rates (target >= 0.98), each pair's ratio,
+   and the policy reloads the player made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8192)
     parser.add_argument("--side-epochs", type=int, default=300, help="long enough for the player to start")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--pairs", type=int, default=3, help="alternating alone/with-player trainings")
     parser.add_argument("--video", action="store_true", help="the player records MP4 clips (needs imageio-ffmpeg)")
     args = parser.parse_args()
     common = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
@@ -90,19 +94,28 @@ def main() -> None:
 
         side = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.side_epochs}"]
         watched_cmd = [sys.executable, ENTRY, *side, "sim_device=cuda:0", "rl_device=cuda:0", "checkpoint_save_freq=5"]
-        alone, _ = train(watched_cmd, cwd)
-        watched, player_out = train(watched_cmd, cwd, player)
-        reloads = re.findall(r"^Loaded latest\.pth \(epoch (\d+)", player_out, re.M)
-        videos = list(cwd.glob("runs/*/videos/*.mp4"))
-        r_alone, r_watched = steady_rate(alone, 1 / 3), steady_rate(watched, 1 / 3)
+        alone, watched, ratios = [], [], []
+        for _ in range(args.pairs):
+            alone.append(steady_rate(train(watched_cmd, cwd)[0], 1 / 3))
+            out, player_out = train(watched_cmd, cwd, player)
+            watched.append(steady_rate(out, 1 / 3))
+            ratios.append(watched[-1] / alone[-1])
+            reloads = re.findall(r"^Loaded latest\.pth \(epoch (\d+)", player_out, re.M)
+            print(f"pair {len(ratios)}: alone {alone[-1]:,.0f}, with the player {watched[-1]:,.0f} env steps/s "
+                  f"(ratio {ratios[-1]:.4f}); player reloads at epochs {reloads}", flush=True)  # fmt: skip
+            if "Traceback" in player_out or not reloads:
+                print(player_out[-3000:])
+        videos = sorted(cwd.glob("runs/*/videos/*.mp4"))
+        ratio = statistics.median(watched) / statistics.median(alone)
         print(
-            f"side by side (last 2/3 of {args.side_epochs} epochs): training alone {r_alone:,.0f} env steps/s, "
-            f"with the player on GPU 1 {r_watched:,.0f} (ratio {r_watched / r_alone:.4f}, target >= 0.98); "
-            f"player reloads at epochs {reloads}; {len(videos)} MP4 clips",
+            f"side by side (last 2/3 of {args.side_epochs} epochs, {args.pairs} pairs): median alone "
+            f"{statistics.median(alone):,.0f}, with the player on GPU 1 {statistics.median(watched):,.0f} env steps/s; "
+            f"ratio {ratio:.4f} (target >= 0.98); per pair {[round(r, 4) for r in ratios]}; {len(videos)} MP4 clips "
+            f"({sum(v.stat().st_size for v in videos) / 1e6:.1f} MB)",
             flush=True,
         )
-        if "Traceback" in player_out or not reloads:
-            print(player_out[-3000:])
+        if videos and os.environ.get("OUT"):
+            shutil.copy(videos[-1], Path(os.environ["OUT"]) / videos[-1].name)
 
 
 if __name__ == "__main__":

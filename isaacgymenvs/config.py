@@ -39,6 +39,22 @@ def load_config(overrides: list[str]) -> DictConfig:
     return resolve(cfg)
 
 
+def resolve_torch_compile(value: object, cfg: DictConfig) -> bool | str | DictConfig:
+    """rl_games' torch_compile; `auto` compiles the policy when training on CUDA.
+
+    Measured on an H200 (benchmarks/gpu_profile.py), compiling the policy made Ant epochs ~8%
+    slower, so the shipped configs say False; `auto` is kept for other networks and GPUs.
+    """
+    if value is None or value == "auto":
+        return value == "auto" and cfg.rl_device.startswith("cuda") and cfg.mode == "train"
+    if isinstance(value, (bool, DictConfig)) or value in ("default", "reduce-overhead", "max-autotune"):
+        return value
+    raise UserError(
+        f"train.params.config.torch_compile={value} must be auto, True, False, "
+        "default, reduce-overhead or max-autotune."
+    )
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """Validate the user's choices and replace 'auto'/null with concrete values."""
     OmegaConf.set_struct(cfg, False)
@@ -57,6 +73,8 @@ def resolve(cfg: DictConfig) -> DictConfig:
     elif not isinstance(cfg.compile_task, bool):
         raise UserError(f"compile_task={cfg.compile_task} must be auto, True or False.")
     cfg.task.env.numEnvs = cfg.num_envs
+    if "train" in cfg:
+        cfg.train.params.config.torch_compile = resolve_torch_compile(cfg.train.params.config.get("torch_compile"), cfg)
     if cfg.max_iterations is not None and int(cfg.max_iterations) <= 0:
         raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():

@@ -59,6 +59,7 @@ def test_test_true_is_play_mode():
         (["max_iterations=0"], "max_iterations=0"),
         (["capture_video=True"], "the trainer never renders"),
         (["render_quality=ultra"], "render_quality=ultra must be auto, high or fast"),
+        (["train.params.config.torch_compile=fast"], "torch_compile=fast must be auto"),
     ],
 )
 def test_bad_input_is_one_sentence(overrides, fragment):
@@ -66,6 +67,21 @@ def test_bad_input_is_one_sentence(overrides, fragment):
         load_config(["sim_device=cpu", "rl_device=cpu", *overrides] if "sim_device" not in overrides[0] else overrides)
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_torch_compile_auto_is_off_on_the_cpu_and_explicit_values_pass():
+    assert (
+        load_config(
+            ["sim_device=cpu", "rl_device=cpu", "train.params.config.torch_compile=auto"]
+        ).train.params.config.torch_compile
+        is False
+    )
+    assert (
+        load_config(
+            ["sim_device=cpu", "rl_device=cpu", "train.params.config.torch_compile=reduce-overhead"]
+        ).train.params.config.torch_compile
+        == "reduce-overhead"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")

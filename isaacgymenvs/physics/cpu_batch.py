@@ -28,7 +28,8 @@ class CpuBatchBackend(PhysicsBackend):
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int | None = None) -> None:
         super().__init__(model, num_envs, torch.device("cpu"))
-        self._batch = mujoco.batch.Batch(model, num_envs, nthread or os.cpu_count() or 1)
+        # No more threads than worlds: a player's 4 envs must not wake every core beside a trainer.
+        self._batch = mujoco.batch.Batch(model, num_envs, nthread or min(num_envs, os.cpu_count() or 1))
         self._batch.reset()
         self._qpos = self._batch.bind("qpos")
         self._qvel = self._batch.bind("qvel")

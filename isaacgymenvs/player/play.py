@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
@@ -65,6 +66,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     cfg = with_run_config(cfg, run, task_given)
     print(f"Playing run {run.root}", flush=True)
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
+    # A few envs' policy is latency-bound: one thread, leaving the cores to a trainer beside us.
+    torch.set_num_threads(1)
     core = build_core(cfg, run)
     follower = core.follower
     panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None

@@ -21,28 +21,11 @@ def rlgames_params(cfg: DictConfig, run: RunDir) -> dict:
     config["multi_gpu"] = cfg.multi_gpu
     # Mixed precision needs CUDA; on the CPU it would only warn and slow down.
     config["mixed_precision"] = bool(config["mixed_precision"]) and cfg.rl_device.startswith("cuda")
-    config["torch_compile"] = _torch_compile(config.get("torch_compile", False), cfg.rl_device)
     if cfg.max_iterations is not None:
         config["max_epochs"] = int(cfg.max_iterations)
     config["minibatch_size"] = _minibatch_size(config, cfg.num_envs)
     params["params"]["seed"] = int(cfg.seed)
     return params
-
-
-def _torch_compile(value: object, rl_device: str) -> bool | str | dict:
-    """rl_games' torch_compile setting; `auto` compiles the policy when training on CUDA.
-
-    On a GPU the rollout and the PPO update are bound by kernel launches of small ops, which
-    compiling fuses; on the CPU it would only add minutes of compilation to short runs.
-    """
-    if value == "auto":
-        return rl_device.startswith("cuda")
-    if isinstance(value, (bool, dict)) or value in ("default", "reduce-overhead", "max-autotune"):
-        return value
-    raise UserError(
-        f"train.params.config.torch_compile={value} must be auto, True, False, "
-        "default, reduce-overhead or max-autotune."
-    )
 
 
 def _minibatch_size(config: dict, num_envs: int) -> int:
