@@ -9,8 +9,10 @@ Per task, in one run:
   to threshold    training seconds (from the first epoch; launch time reported apart) until the mean
                   episode reward reaches the threshold (Ant 3000, Humanoid 5000)
   live-watch      throughput with checkpoint_save_freq=1 and a headless player following the run,
-                  divided by the same training alone (same seed and epochs); `--pairs` alternating
-                  pairs (alone, watched, alone, ...), the ratio of the medians and each pair's ratio
+                  divided by training alone: by default the product of two measurements interleaved
+                  within one run each (publishing switched on/off, the player frozen/thawed every 10
+                  epochs), which cancels the +/-12% spread between separate GPU runs; with
+                  `--pairs N`, N alternating alone/watched runs and the ratio of the medians
   profile         `benchmarks/gpu_profile.py` for the task: where an epoch's time goes
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -68,12 +71,38 @@ def steady_rate(rows) -> float:  # noqa: ANN001
     return len(tail) / sum(1.0 / r[1] for r in tail) if tail else float("nan")
 
 
-def start_player(run_dir: str, cwd: Path):  # noqa: ANN201
-    """A headless player following the run (its own process, physics and policy on the CPU)."""
+def start_player(run_dir: str, cwd: Path, pipe: bool = False):  # noqa: ANN201
+    """A headless player following the run (its own process group; physics and policy on the CPU)."""
+    out = subprocess.PIPE if pipe else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, ENTRY, "mode=play", f"experiment={Path(run_dir).name}",
                              f"train_dir={Path(run_dir).parent}", "headless=True", "sim_device=cpu", "rl_device=cpu",
-                             "checkpoint_reload_interval=5"], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+                             "checkpoint_reload_interval=5"], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def live_watch_interleaved(task: str, common: list[str], epochs: int, cwd: Path) -> float:
+    """Publishing cost x player cost, each interleaved within one run (run-to-run drift cancels).
+
+    Publishing every epoch: `benchmarks/publish_overhead.py` switches it on and off every 10
+    epochs in one training. The player: `benchmarks/interleave.py` freezes and thaws it every 10
+    epochs beside one training that publishes every epoch.
+    """
+    from benchmarks.interleave import run_interleaved
+
+    settings = [a for a in common if not a.startswith("task=")]
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "publish_overhead.py"), "--task", task,
+                          "--epochs", str(epochs), "--pairs", "0", *settings], cwd=cwd, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+    found = re.search(r"throughput ratio ([\d.]+)", out.stdout)
+    if found is None:
+        raise RuntimeError("publish_overhead.py failed:\n" + (out.stdout + out.stderr)[-3000:])
+    publishing = float(found[1])
+    player = run_interleaved([sys.executable, ENTRY, "mode=train", *common, f"max_iterations={2 * epochs}",
+                              "checkpoint_save_freq=1"], cwd, dict(os.environ, PYTHONUNBUFFERED="1"),
+                             lambda run: start_player(str(run), cwd, pipe=True))  # fmt: skip
+    print(f"live-watch, interleaved: publishing every epoch {publishing:.4f}; the {player.summary()}; "
+          f"product {publishing * player.ratio:.4f}", flush=True)  # fmt: skip
+    return publishing * player.ratio
 
 
 def live_watch_ratio(common: list[str], epochs: int, pairs: int, cwd: Path) -> float:
@@ -96,7 +125,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(SETTINGS))
     parser.add_argument("--device", default="cuda:0")
     parser.add_argument("--skip-overhead", action="store_true")
-    parser.add_argument("--pairs", type=int, default=2, help="alternating alone/watched pairs for the live-watch ratio")
+    parser.add_argument("--pairs", type=int, default=0, help="live-watch from N alone/watched run pairs instead")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--skip-threshold", action="store_true", help="no time-to-threshold run")
     args = parser.parse_args()
@@ -115,7 +144,8 @@ def main() -> None:
             hit = next((r for r in rows if r[2] >= threshold), None)
             ratio = float("nan")
             if not args.skip_overhead:
-                ratio = live_watch_ratio(common, epochs, args.pairs, Path(tmp))
+                ratio = (live_watch_ratio(common, epochs, args.pairs, Path(tmp)) if args.pairs
+                         else live_watch_interleaved(task, common, epochs, Path(tmp)))  # fmt: skip
         table.append((task, num_envs, rates, steady_rate(rows), hit, threshold, launch, rows, ratio))
         print(f"{task}: done", flush=True)
         if not args.skip_profile:

@@ -1,0 +1,99 @@
+"""What a watching player costs a trainer, measured inside one training run.
+
+Separate runs of the same GPU training differ by +/-12% in throughput (training is not
+deterministic on a GPU: each run learns a different gait, meets different contacts and resets), far
+more than the 1-2% a player may cost. So the player runs beside one trainer, and once it has
+loaded its first policy it is frozen (SIGSTOP to its process group) and thawed (SIGCONT) in
+alternating blocks of epochs. The ratio of the trainer's mean epoch rates in thawed and frozen
+blocks is the player's cost with the run's drift cancelled; the first epoch of each block (the
+transition) is left out. Publishing stays on throughout, so its own cost is not in this ratio
+(`benchmarks/publish_overhead.py` interleaves that one).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isaacgymenvs.trainer.progress import parse_progress
+
+
+@dataclass
+class Interleaved:
+    """Per-epoch rates with the player running (on) and frozen (off), and the player's output."""
+
+    on: list[float] = field(default_factory=list)
+    off: list[float] = field(default_factory=list)
+    player_output: list[str] = field(default_factory=list)
+    trainer_output: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def mean_rate(rates: list[float]) -> float:
+        """Rate over the whole block set (harmonic mean: equal work per epoch)."""
+        return len(rates) / sum(1.0 / r for r in rates) if rates else float("nan")
+
+    @property
+    def ratio(self) -> float:
+        return self.mean_rate(self.on) / self.mean_rate(self.off)
+
+    def summary(self) -> str:
+        return (
+            f"player running: {self.mean_rate(self.on):,.0f} env steps/s over {len(self.on)} epochs, frozen "
+            f"{self.mean_rate(self.off):,.0f} over {len(self.off)}; ratio {self.ratio:.4f}"
+        )
+
+
+def run_interleaved(
+    trainer_cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    start_player: Callable[[Path], subprocess.Popen],
+    block: int = 10,
+) -> Interleaved:
+    """Train with `trainer_cmd`; the player (started in its own session) is toggled every `block` epochs."""
+    result = Interleaved()
+    loaded = threading.Event()
+    proc = subprocess.Popen(trainer_cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    player, running, block_start = None, True, None
+
+    def read_player(stream) -> None:  # noqa: ANN001
+        for line in stream:
+            result.player_output.append(line)
+            if line.startswith("Loaded "):
+                loaded.set()
+
+    try:
+        for line in proc.stdout:
+            result.trainer_output.append(line)
+            if player is None and line.startswith("Training will save to: "):
+                player = start_player(Path(line.split(": ", 1)[1].strip()))
+                threading.Thread(target=read_player, args=(player.stdout,), daemon=True).start()
+            progress = parse_progress(line)
+            if progress is None or not loaded.is_set():
+                continue
+            if block_start is None:
+                block_start = progress.epoch  # the player has its first policy: blocks start here
+                continue
+            into_block = progress.epoch - block_start
+            if into_block % block:  # the block's first epoch is the transition: left out
+                (result.on if running else result.off).append(progress.env_steps_per_s)
+            if into_block % block == block - 1:
+                running = not running
+                os.killpg(player.pid, signal.SIGCONT if running else signal.SIGSTOP)
+    finally:
+        proc.wait()
+        if player is not None:
+            os.killpg(player.pid, signal.SIGCONT)
+            player.send_signal(signal.SIGINT)
+            try:
+                player.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                player.kill()
+    if proc.returncode:
+        raise RuntimeError("training failed:\n" + "".join(result.trainer_output[-40:]))
+    return result
