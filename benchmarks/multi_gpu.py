@@ -1,6 +1,6 @@
 """Multi-GPU checks for a machine with 2+ GPUs (issue 7).
 
-    python benchmarks/multi_gpu.py [--epochs 60] [--num-envs 8192]
+    python benchmarks/multi_gpu.py [--epochs 150] [--num-envs 8192] [--interleaved-epochs 300] [--pairs 0] [--video]
 
 1. Scaling: Ant training on one GPU, then `torchrun --standalone --nnodes=1 --nproc_per_node=2
    ... multi_gpu=True` with the same num_envs per GPU; ratio of total env steps/s (target >= 1.8).
@@ -64,7 +64,7 @@ def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:  # noqa: A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=150, help="per scaling run; short runs spread widely")
     parser.add_argument("--num-envs", type=int, default=8192)
     parser.add_argument("--side-epochs", type=int, default=300, help="long enough for the player to start")
     parser.add_argument("--skip-scaling", action="store_true")
