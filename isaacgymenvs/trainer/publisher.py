@@ -23,18 +23,22 @@ from isaacgymenvs import protocol
 from isaacgymenvs.protocol import RunDir
 
 
-def to_plain_cpu(value: Any) -> Any:
+def to_plain_cpu(value: Any, pinned: bool = False) -> Any:
     """Deep copy with tensors cloned to the CPU and NumPy values turned into plain Python/torch.
 
     The copy decouples the snapshot from parameters that training keeps updating, and plain types
-    keep the file loadable with torch.load(weights_only=True).
+    keep the file loadable with torch.load(weights_only=True). With `pinned`, CUDA tensors go to
+    pinned host memory without waiting (the caller orders the copies and waits for them).
     """
     if isinstance(value, torch.Tensor):
+        if pinned and value.is_cuda:
+            host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            return host.copy_(value.detach(), non_blocking=True)
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return {k: to_plain_cpu(v) for k, v in value.items()}
+        return {k: to_plain_cpu(v, pinned) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(to_plain_cpu(v) for v in value)
+        return type(value)(to_plain_cpu(v, pinned) for v in value)
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, np.generic):
@@ -64,7 +68,7 @@ class HostSnapshot:
         stream = self._streams.setdefault(device, torch.cuda.Stream(device))
         stream.wait_stream(current)
         with torch.cuda.stream(stream):
-            self._state = _copy_to_pinned(state)
+            self._state = to_plain_cpu(state, pinned=True)
             self._ready = torch.cuda.Event()
             self._ready.record(stream)
         current.wait_stream(stream)
@@ -84,19 +88,6 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, (list, tuple)):
         return [t for v in value for t in _tensors(v)]
     return []
-
-
-def _copy_to_pinned(value: Any) -> Any:
-    """to_plain_cpu, but CUDA tensors are copied asynchronously into pinned memory."""
-    if isinstance(value, torch.Tensor) and value.is_cuda:
-        host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-        host.copy_(value.detach(), non_blocking=True)
-        return host
-    if isinstance(value, dict):
-        return {k: _copy_to_pinned(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_copy_to_pinned(v) for v in value)
-    return to_plain_cpu(value)
 
 
 def _yield_cpu_to_training() -> None:
