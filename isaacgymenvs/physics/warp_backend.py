@@ -83,13 +83,12 @@ def _check_worlds(
 @wp.kernel
 def _copy_rows_where(
     mask: wp.array(dtype=wp.bool),
-    when: wp.bool,
     src: wp.array2d(dtype=wp.float32),
     dst: wp.array2d(dtype=wp.float32),
 ):
-    """dst[w, i] = src[w, i] for the worlds whose mask equals `when`."""
+    """dst[w, i] = src[w, i] for the worlds whose mask is set."""
     w, i = wp.tid()
-    if mask[w] == when:
+    if mask[w]:
         dst[w, i] = src[w, i]
 
 
@@ -244,16 +243,16 @@ class WarpBackend(PhysicsBackend):
         """Reset the masked worlds and place their staged state; the other worlds are untouched."""
         m, d, mask = self._m, self._d, self._reset_mask
         mjw.reset_data(m, d, reset=mask)  # qpos0, zero qvel/ctrl/act/qacc_warmstart, per world
-        self._copy_rows_where(mask, True, self._stage_qpos, d.qpos)
-        self._copy_rows_where(mask, True, self._stage_qvel, d.qvel)
+        self._copy_rows_where(mask, self._stage_qpos, d.qpos)
+        self._copy_rows_where(mask, self._stage_qvel, d.qvel)
         for derived in (d.sensordata, d.qfrc_actuator):
             if derived.shape[1]:
                 wp.launch(_zero_rows_where, dim=derived.shape, inputs=[mask], outputs=[derived])
 
-    def _copy_rows_where(self, mask: wp.array, when: bool, src: wp.array, dst: wp.array) -> None:
+    def _copy_rows_where(self, mask: wp.array, src: wp.array, dst: wp.array) -> None:
         if src.shape[1] == 0:
             return
-        wp.launch(_copy_rows_where, dim=src.shape, inputs=[mask, when, src], outputs=[dst])
+        wp.launch(_copy_rows_where, dim=src.shape, inputs=[mask, src], outputs=[dst])
 
     def _run(self, key: Hashable, body: Callable[[], None]) -> None:
         """Run `body` as a CUDA graph (captured on first use for `key`) on the backend's stream."""
