@@ -30,9 +30,21 @@ def make_cfg():
     return make
 
 
+def _cli_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1")  # lines arrive as printed, for tests that read them
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run train_play.py as a user would, in `cwd`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(
-        [sys.executable, str(ENTRY), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(ENTRY), *args], cwd=cwd, env=_cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_cli(
+    *args: str, cwd: Path, stdout: int = subprocess.PIPE, stderr: int = subprocess.STDOUT
+) -> subprocess.Popen:
+    """Start train_play.py as a user would, in `cwd`, without waiting; output as text."""
+    return subprocess.Popen(
+        [sys.executable, str(ENTRY), *args], cwd=cwd, env=_cli_env(), stdout=stdout, stderr=stderr, text=True
     )

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from isaacgymenvs import protocol
-from tests.conftest import ENTRY, REPO
+from tests.conftest import REPO, run_cli, start_cli
 
 pytest.importorskip("pytestqt")
 
@@ -22,20 +22,14 @@ pytest.importorskip("pytestqt")
 def cartpole_run(tmp_path_factory):
     """A real Cartpole run with periodic checkpoints, a latest.pth and metrics, plus two bad files."""
     parent = tmp_path_factory.mktemp("panel")
-    result = subprocess.run(
-        [sys.executable, str(ENTRY), "task=Cartpole", "num_envs=32", "max_iterations=6", "checkpoint_save_freq=3",
-         "train.params.config.save_frequency=2", "sim_device=cpu", "rl_device=cpu"],
-        cwd=parent, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_cli("task=Cartpole", "num_envs=32", "max_iterations=6", "checkpoint_save_freq=3",
+                     "train.params.config.save_frequency=2", "sim_device=cpu", "rl_device=cpu", cwd=parent)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     run = protocol.RunDir(next((parent / "runs").iterdir()))
     good = run.latest_checkpoint.read_bytes()
     (run.nn / "torn.pth").write_bytes(good[: len(good) // 2])
-    ant = subprocess.run(
-        [sys.executable, str(ENTRY), "task=Ant", "num_envs=16", "max_iterations=1", "sim_device=cpu",
-         "rl_device=cpu", "experiment=other"],
-        cwd=parent, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    ant = run_cli("task=Ant", "num_envs=16", "max_iterations=1", "sim_device=cpu", "rl_device=cpu",
+                  "experiment=other", cwd=parent)  # fmt: skip
     assert ant.returncode == 0, ant.stderr[-2000:]
     shutil.copy(next(parent.glob("runs/other_*/nn/latest.pth")), run.nn / "foreign.pth")
     return parent, run
@@ -151,12 +145,8 @@ def test_panel_cli_errors_are_one_sentence(args, fragment, tmp_path):
 def test_manual_and_auto_with_a_real_player(cartpole_run):
     parent, run = cartpole_run
     protocol.state_file(run).unlink(missing_ok=True)
-    player = subprocess.Popen(
-        [sys.executable, str(ENTRY), "mode=play", f"experiment={run.name}", "headless=True", "num_envs=2",
-         "sim_device=cpu", "rl_device=cpu"],
-        cwd=parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
+    player = start_cli("mode=play", f"experiment={run.name}", "headless=True", "num_envs=2", "sim_device=cpu",
+                       "rl_device=cpu", cwd=parent)  # fmt: skip
 
     def status_is(**expected):
         deadline = time.monotonic() + 30

@@ -18,7 +18,7 @@ import torch
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import ENTRY
+from tests.conftest import ENTRY, run_cli, start_cli
 
 # --- experiment resolution ---------------------------------------------------------------------
 
@@ -132,11 +132,8 @@ def trained_runs(tmp_path_factory):
     """A Cartpole and an Ant run, a few epochs each, trained by the real CLI."""
     parent = tmp_path_factory.mktemp("trained")
     for task, envs in (("Cartpole", 32), ("Ant", 16)):
-        result = subprocess.run(
-            [sys.executable, str(ENTRY), f"task={task}", f"num_envs={envs}", "max_iterations=3",
-             "sim_device=cpu", "rl_device=cpu",],
-            cwd=parent, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        result = run_cli(f"task={task}", f"num_envs={envs}", "max_iterations=3", "sim_device=cpu", "rl_device=cpu",
+                         cwd=parent)  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
     runs = {r.name.split("_")[0]: protocol.RunDir(r) for r in (parent / "runs").iterdir()}
     return parent, runs
@@ -255,20 +252,14 @@ def test_state_file_switches_manual_and_back_to_auto_within_a_second(trained_run
 
 @pytest.mark.slow
 def test_player_reloads_while_the_trainer_publishes(tmp_path):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    trainer = subprocess.Popen(
-        [sys.executable, str(ENTRY), "task=Cartpole", "num_envs=64", "max_iterations=150", "checkpoint_save_freq=25",
-         "sim_device=cpu", "rl_device=cpu", "experiment=live"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    trainer = start_cli("task=Cartpole", "num_envs=64", "max_iterations=150", "checkpoint_save_freq=25",
+                        "sim_device=cpu", "rl_device=cpu", "experiment=live", cwd=tmp_path,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     while not list(tmp_path.glob("runs/live_*/params/config.yaml")):
         assert trainer.poll() is None
         time.sleep(0.05)
-    player = subprocess.Popen(
-        [sys.executable, str(ENTRY), "mode=play", "experiment=live", "headless=True", "num_envs=2",
-         "checkpoint_reload_interval=1", "sim_device=cpu", "rl_device=cpu"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+    player = start_cli("mode=play", "experiment=live", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
+                       "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)  # fmt: skip
     assert trainer.wait(timeout=300) == 0
     time.sleep(2.0)
     player.send_signal(signal.SIGINT)
@@ -333,11 +324,8 @@ def test_window_without_a_display_is_one_sentence(tmp_path):
 def test_headless_video_records_mp4_clips(trained_runs):
     parent, runs = trained_runs
     run = runs["Cartpole"]
-    player = subprocess.Popen(
-        [sys.executable, str(ENTRY), "mode=play", f"experiment={run.name}", "headless=True", "video=True",
-         "video_length=30", "num_envs=2", "sim_device=cpu", "rl_device=cpu"],
-        cwd=parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    player = start_cli("mode=play", f"experiment={run.name}", "headless=True", "video=True", "video_length=30",
+                       "num_envs=2", "sim_device=cpu", "rl_device=cpu", cwd=parent)  # fmt: skip
     deadline = time.monotonic() + 60
     while len(list((run.root / "videos").glob("*.mp4"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -17,7 +17,7 @@ from benchmarks.publish_torture import check_published, run_trials
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublisher, to_plain_cpu
-from tests.conftest import ENTRY
+from tests.conftest import start_cli
 
 
 @pytest.fixture
@@ -179,22 +179,8 @@ def test_sigkill_torture_30_kills():
 
 @pytest.mark.slow
 def test_reader_never_sees_a_partial_checkpoint(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ENTRY),
-            "task=Cartpole",
-            "num_envs=64",
-            "checkpoint_save_freq=1",
-            "max_iterations=700",
-            "sim_device=cpu",
-            "rl_device=cpu",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_cli("task=Cartpole", "num_envs=64", "checkpoint_save_freq=1", "max_iterations=700", "sim_device=cpu",
+                     "rl_device=cpu", cwd=tmp_path)  # fmt: skip
     loads, failures, epochs = 0, [], set()
     stop = threading.Event()
 
@@ -268,22 +254,8 @@ def test_training_goes_on_when_publishing_fails(make_cfg, tmp_path, monkeypatch,
 def test_ctrl_c_publishes_the_final_policy(tmp_path):
     import signal
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ENTRY),
-            "task=Cartpole",
-            "num_envs=16",
-            "checkpoint_save_freq=100000",
-            "max_iterations=1000000",
-            "sim_device=cpu",
-            "rl_device=cpu",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli("task=Cartpole", "num_envs=16", "checkpoint_save_freq=100000", "max_iterations=1000000",
+                     "sim_device=cpu", "rl_device=cpu", cwd=tmp_path, stderr=subprocess.PIPE)  # fmt: skip
     for line in proc.stdout:
         if line.startswith("epoch 5/"):
             break
