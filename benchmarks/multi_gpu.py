@@ -1,16 +1,21 @@
 """Multi-GPU checks for a machine with 2+ GPUs (issue 7).
 
-    python benchmarks/multi_gpu.py [--epochs 150] [--num-envs 8192] [--interleaved-epochs 300] [--pairs 0] [--video]
+    python benchmarks/multi_gpu.py [--epochs 100] [--scaling-pairs 3] [--num-envs 8192]
+                                   [--interleaved-epochs 300] [--pairs 0] [--video]
 
-1. Scaling: Ant training on one GPU, then `torchrun --standalone --nnodes=1 --nproc_per_node=2
-   ... multi_gpu=True` with the same num_envs per GPU; ratio of total env steps/s (target >= 1.8).
-2. Side by side: the trainer on cuda:0 alone, then again with a headless player (recording video
-   with --video) on cuda:1 (sim_device/rl_device cuda:1, graphics_device_id=1) following the run;
-   `--pairs` alternating pairs, the ratio of the median rates (target >= 0.98), each pair's ratio,
-   and the policy reloads the player made.
-3. Side by side, interleaved (`--interleaved-epochs`): one training with the player beside it,
-   frozen and thawed in alternating blocks of 10 epochs (benchmarks/interleave.py), which cancels
-   the +/-12% run-to-run spread that separate pairs suffer from.
+1. Scaling: Ant training on one GPU and `torchrun --standalone --nnodes=1 --nproc_per_node=2 ...
+   multi_gpu=True` with the same num_envs per GPU, alternated `--scaling-pairs` times; the ratio of
+   the median total env steps/s (target >= 1.8) and each pair's ratio. `--concurrent` adds two
+   independent one-GPU trainings at once (GPU 0 and GPU 1): their summed rate, divided by the
+   one-GPU rate, is what two GPUs give without rl_games' gradient all-reduce and per-minibatch
+   syncs, so it tells the cost of those apart from what the host shares.
+2. Side by side, interleaved (`--interleaved-epochs`): the trainer on cuda:0 with a headless player
+   (recording video with --video) on cuda:1 (sim_device/rl_device cuda:1, graphics_device_id=1)
+   following the run, frozen and thawed in alternating blocks of 10 epochs
+   (benchmarks/interleave.py), which cancels the +/-12% run-to-run spread that separate runs suffer
+   from (target >= 0.98), and the policy reloads the player made.
+3. Side by side, `--pairs N`: alternating trainings alone and with the player; the ratio of the
+   median rates.
 """
 
 from __future__ import annotations
@@ -64,28 +69,22 @@ def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:  # noqa: A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=150, help="per scaling run; short runs spread widely")
+    parser.add_argument("--epochs", type=int, default=100, help="per scaling run")
+    parser.add_argument("--scaling-pairs", type=int, default=3, help="alternating 1-GPU/2-GPU runs; 0 skips")
+    parser.add_argument("--concurrent", action="store_true", help="also two independent 1-GPU runs at once")
+    parser.add_argument("--torchrun-args", default="", help="extra torchrun options, e.g. --numa-binding=node")
     parser.add_argument("--num-envs", type=int, default=8192)
-    parser.add_argument("--side-epochs", type=int, default=300, help="long enough for the player to start")
-    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--side-epochs", type=int, default=150, help="per run of --pairs")
     parser.add_argument("--pairs", type=int, default=0, help="alternating alone/with-player trainings")
     parser.add_argument("--interleaved-epochs", type=int, default=300, help="0: skip the interleaved measurement")
     parser.add_argument("--video", action="store_true", help="the player records MP4 clips (needs imageio-ffmpeg)")
     args = parser.parse_args()
-    common = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
-        if not args.skip_scaling:
-            one, _ = train([sys.executable, ENTRY, *common, "sim_device=cuda:0", "rl_device=cuda:0"], cwd)
-            two, _ = train(["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", ENTRY, *common,
-                            "multi_gpu=True"], cwd)  # fmt: skip
-            r1, r2 = steady_rate(one), steady_rate(two)
-            runs = sorted(p.name for p in (cwd / "runs").iterdir())
-            print(
-                f"scaling: 1 GPU {r1:,.0f} env steps/s, 2 GPUs {r2:,.0f} env steps/s, ratio {r2 / r1:.2f} "
-                f"(target >= 1.8); run directories written: {len(runs)} for 2 trainings",
-                flush=True,
-            )
+        if args.scaling_pairs:
+            scaling(args, cwd)
+        if args.concurrent:
+            concurrent_singles(args, cwd)
 
         video = ["video=True", "video_length=300"] if args.video else []
 
@@ -138,6 +137,55 @@ def side_by_side_pairs(args: argparse.Namespace, cwd: Path, player) -> None:  # 
         f"ratio {ratio:.4f} (target >= 0.98); per pair {[round(r, 4) for r in ratios]}",
         flush=True,
     )
+
+
+def scaling_common(args: argparse.Namespace) -> list[str]:
+    return ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
+
+
+def scaling(args: argparse.Namespace, cwd: Path) -> None:
+    """Alternating one-GPU and two-GPU trainings; the ratio of the median rates."""
+    common = scaling_common(args)
+    single = [sys.executable, ENTRY, *common, "sim_device=cuda:0", "rl_device=cuda:0"]
+    double = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", *args.torchrun_args.split(), ENTRY,
+              *common, "multi_gpu=True"]  # fmt: skip
+    before = len(list((cwd / "runs").glob("*"))) if (cwd / "runs").is_dir() else 0
+    ones, twos = [], []
+    for _ in range(args.scaling_pairs):
+        ones.append(steady_rate(train(single, cwd)[0]))
+        twos.append(steady_rate(train(double, cwd)[0]))
+        print(f"scaling pair {len(ones)}: 1 GPU {ones[-1]:,.0f}, 2 GPUs {twos[-1]:,.0f} env steps/s "
+              f"(ratio {twos[-1] / ones[-1]:.3f})", flush=True)  # fmt: skip
+    written = len(list((cwd / "runs").iterdir())) - before
+    ratio = statistics.median(twos) / statistics.median(ones)
+    print(
+        f"scaling ({args.epochs} epochs per run, {args.scaling_pairs} pairs): median 1 GPU "
+        f"{statistics.median(ones):,.0f}, 2 GPUs {statistics.median(twos):,.0f} env steps/s; ratio {ratio:.3f} "
+        f"(target >= 1.8); run directories written: {written} for {2 * args.scaling_pairs} trainings",
+        flush=True,
+    )
+
+
+def concurrent_singles(args: argparse.Namespace, cwd: Path) -> None:
+    """Two independent one-GPU trainings at once, on GPU 0 and GPU 1: their summed rate."""
+    procs = []
+    for gpu in (0, 1):
+        cmd = [sys.executable, ENTRY, *scaling_common(args), f"sim_device=cuda:{gpu}", f"rl_device=cuda:{gpu}",
+               f"experiment=Ant_gpu{gpu}"]  # fmt: skip
+        log = open(cwd / f"concurrent_{gpu}.log", "w+")  # noqa: SIM115
+        procs.append((subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT), log))
+    rates = []
+    for proc, log in procs:
+        proc.wait()
+        log.seek(0)
+        out = log.read()
+        log.close()
+        if proc.returncode:
+            print(out[-3000:])
+            raise SystemExit("a concurrent training failed")
+        rates.append(steady_rate(out))
+    print(f"two independent 1-GPU trainings at once: GPU 0 {rates[0]:,.0f} + GPU 1 {rates[1]:,.0f} = "
+          f"{sum(rates):,.0f} env steps/s (no all-reduce, no cross-rank syncs)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
