@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
 sys.path.insert(0, str(REPO))
 
-from benchmarks.interleave import run_interleaved  # noqa: E402
+from benchmarks.interleave import Interleaved, run_interleaved  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_output  # noqa: E402
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", NCCL_NVLS_ENABLE="0")
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--side-epochs", type=int, default=150, help="per run of --pairs")
     parser.add_argument("--pairs", type=int, default=0, help="alternating alone/with-player trainings")
     parser.add_argument("--interleaved-epochs", type=int, default=300, help="0: skip the interleaved measurement")
+    parser.add_argument("--interleaved-runs", type=int, default=1, help="interleaved trainings, pooled")
     parser.add_argument("--video", action="store_true", help="the player records MP4 clips (needs imageio-ffmpeg)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,16 +99,26 @@ def main() -> None:
             )  # fmt: skip
 
         if args.interleaved_epochs:
-            result = run_interleaved(side_cmd(args.num_envs, args.interleaved_epochs), cwd, ENV, player)
-            reloads = sum(line.startswith("Loaded ") for line in result.player_output)
-            print(f"side by side, interleaved ({args.interleaved_epochs} epochs, blocks of 10): {result.summary()} "
-                  f"(target >= 0.98); the player loaded {reloads} policies", flush=True)  # fmt: skip
+            side_by_side_interleaved(args, cwd, player)
         if args.pairs:
             side_by_side_pairs(args, cwd, player)
         videos = sorted(cwd.glob("runs/*/videos/*.mp4"))
         print(f"{len(videos)} MP4 clips from the player ({sum(v.stat().st_size for v in videos) / 1e6:.1f} MB)")
         if videos and os.environ.get("OUT"):
             shutil.copy(videos[-1], Path(os.environ["OUT"]) / videos[-1].name)
+
+
+def side_by_side_interleaved(args: argparse.Namespace, cwd: Path, player) -> None:  # noqa: ANN001
+    """The player frozen and thawed in 10-epoch blocks beside each training; blocks pooled over runs."""
+    pooled = Interleaved()
+    for run in range(1, args.interleaved_runs + 1):
+        result = run_interleaved(side_cmd(args.num_envs, args.interleaved_epochs), cwd, ENV, player)
+        pooled.on += result.on
+        pooled.off += result.off
+        reloads = sum(line.startswith("Loaded ") for line in result.player_output)
+        print(f"side by side, interleaved run {run} ({args.interleaved_epochs} epochs, blocks of 10): "
+              f"{result.summary()}; the player loaded {reloads} policies", flush=True)  # fmt: skip
+    print(f"side by side, interleaved, {args.interleaved_runs} run(s) pooled: {pooled.summary()} (target >= 0.98)")
 
 
 def side_cmd(num_envs: int, epochs: int) -> list[str]:

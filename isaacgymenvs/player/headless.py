@@ -29,7 +29,11 @@ class ClipRecorder:
             tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
             path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{tag}.mp4"
             size = (self.renderer.width, self.renderer.height)
-            self.writer = imageio_ffmpeg.write_frames(str(path), size, fps=self.fps, quality=7, macro_block_size=8)
+            # x264 would start 1.5 threads per core; two keep up with 60 fps at this size and leave
+            # the other cores (and their turbo headroom) to a trainer on the same machine.
+            self.writer = imageio_ffmpeg.write_frames(
+                str(path), size, fps=self.fps, quality=7, macro_block_size=8, output_params=["-threads", "2"]
+            )
             self.writer.send(None)
             self.clips.append(path)
         qpos = core.task.physics.state().qpos.cpu().numpy()
