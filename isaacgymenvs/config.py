@@ -86,6 +86,8 @@ def resolve(cfg: DictConfig) -> DictConfig:
         )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
+    if not isinstance(cfg.video_fps, int | float) or cfg.video_fps <= 0:
+        raise UserError(f"video_fps={cfg.video_fps} must be a positive number of frames per second.")
     if cfg.checkpoint_save_freq <= 0:
         raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
     OmegaConf.set_struct(cfg, True)

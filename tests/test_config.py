@@ -59,6 +59,8 @@ def test_test_true_is_play_mode():
         (["max_iterations=0"], "max_iterations=0"),
         (["capture_video=True"], "the trainer never renders"),
         (["render_quality=ultra"], "render_quality=ultra must be auto, high or fast"),
+        (["video_fps=0"], "video_fps=0 must be a positive number"),
+        (["video_fps=fast"], "video_fps=fast must be a positive number"),
         (["train.params.config.torch_compile=fast"], "torch_compile=fast must be auto"),
     ],
 )

@@ -337,3 +337,10 @@ def test_headless_video_records_mp4_clips(trained_runs):
     assert len(clips) >= 2 and all("_epoch3" in c.name for c in clips)
     first = clips[0].read_bytes()
     assert first[4:8] == b"ftyp" and len(first) > 1000  # a complete MP4 container
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(clips[0]))
+    meta = next(reader)
+    frames = sum(1 for _ in reader)
+    # Cartpole steps at 60 Hz: video_fps=30 (the default) takes every other step and plays in real time.
+    assert meta["fps"] == 30 and frames == 30, (meta, frames)

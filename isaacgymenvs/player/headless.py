@@ -12,24 +12,35 @@ from isaacgymenvs.player.render import MultiEnvRenderer
 
 
 class ClipRecorder:
-    """Consecutive MP4 clips of `length` frames into `<run>/videos/` (60 fps, one frame per step)."""
+    """Consecutive MP4 clips of `length` frames into `<run>/videos/`, playing in real time.
 
-    def __init__(self, renderer: MultiEnvRenderer, directory: Path, length: int, fps: int = 60) -> None:
-        self.renderer, self.directory, self.length, self.fps = renderer, directory, length, fps
+    A frame is taken every `stride` = round(1 / (dt * fps)) steps and the clip is written at
+    1 / (dt * stride) fps, so a 60 Hz task recorded at fps=30 renders every other step.
+    """
+
+    def __init__(self, renderer: MultiEnvRenderer, directory: Path, length: int, dt: float, fps: float = 30) -> None:
+        self.renderer, self.directory, self.length = renderer, directory, length
+        self.stride = max(1, round(1.0 / (dt * fps)))
+        self.fps = 1.0 / (dt * self.stride)
         directory.mkdir(parents=True, exist_ok=True)
         self.writer = None
+        self.steps = 0
         self.frames = 0
         self.clips: list[Path] = []
 
     def add(self, core: PlayerCore) -> None:
+        """Called once per player step; renders and encodes every `stride`-th one."""
         import imageio_ffmpeg
 
+        self.steps += 1
+        if (self.steps - 1) % self.stride:
+            return
         if self.writer is None:
             info = core.follower.loaded
             tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
             path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{tag}.mp4"
             size = (self.renderer.width, self.renderer.height)
-            # x264 would start 1.5 threads per core; two keep up with 60 fps at this size and leave
+            # x264 would start 1.5 threads per core; two keep up with real time at this size and leave
             # the other cores (and their turbo headroom) to a trainer on the same machine.
             self.writer = imageio_ffmpeg.write_frames(
                 str(path), size, fps=self.fps, quality=7, macro_block_size=8, output_params=["-threads", "2"]

@@ -120,7 +120,9 @@ def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
         renderer = MultiEnvRenderer(
             core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
         )
-        recorder = ClipRecorder(renderer, run.root / "videos", int(cfg.video_length))
+        recorder = ClipRecorder(
+            renderer, run.root / "videos", int(cfg.video_length), core.task.dt, float(cfg.video_fps)
+        )
     csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval")
     if csv_path is not None:
         returns = list(core.finished_returns)[: int(cfg.games_num)]
