@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -67,31 +69,58 @@ def write_returns(path: Path, returns: list[float]) -> None:
         writer.writerows(enumerate(returns, 1))
 
 
+class StopOnSigint:
+    """Ctrl+C (SIGINT) ends the loop between steps instead of raising wherever the process is.
+
+    A KeyboardInterrupt raised inside a frame write makes imageio-ffmpeg kill ffmpeg, which leaves
+    the clip being recorded without its index and unreadable.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopOnSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:  # noqa: ANN001
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def run_headless(
     core: PlayerCore, games_num: int = 0, recorder: ClipRecorder | None = None, eval_dir: Path | None = None
 ) -> Path | None:
     """Real-time paced unless evaluating (`games_num` > 0, as fast as possible).
 
-    Returns the CSV of episode returns when evaluating. Ctrl+C ends the loop (KeyboardInterrupt).
+    Returns the CSV of episode returns when evaluating. Ctrl+C ends the loop after the current
+    step, closes the clip being recorded, and raises KeyboardInterrupt.
     """
     dt = core.task.dt
     start = time.perf_counter()
     try:
-        while True:
-            core.step()
-            if recorder is not None:
-                recorder.add(core)
-            if games_num > 0:
-                if len(core.finished_returns) >= games_num:
-                    info = core.follower.loaded
-                    tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
-                    path = eval_dir / f"returns_{tag}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
-                    write_returns(path, list(core.finished_returns)[:games_num])
-                    return path
-                continue
-            ahead = start + core.steps * dt - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)
+        with StopOnSigint() as stop:
+            while not stop.requested:
+                core.step()
+                if recorder is not None:
+                    recorder.add(core)
+                if games_num > 0:
+                    if len(core.finished_returns) >= games_num:
+                        info = core.follower.loaded
+                        tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
+                        path = eval_dir / f"returns_{tag}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
+                        write_returns(path, list(core.finished_returns)[:games_num])
+                        return path
+                    continue
+                ahead = start + core.steps * dt - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+        raise KeyboardInterrupt
     finally:
         if recorder is not None:
             recorder.close()
