@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     try:
-        from isaacgymenvs.config import load_config
+        from isaacgymenvs.config import load_config, make_device_current
 
         cfg = load_config(argv)
+        make_device_current(cfg)
         if cfg.mode == "train":
             from isaacgymenvs.trainer.train import train
 

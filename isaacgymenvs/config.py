@@ -111,6 +111,19 @@ def multi_gpu_device() -> str:
     return f"cuda:{local_rank}"
 
 
+def make_device_current(cfg: DictConfig) -> None:
+    """Make the process's GPU (sim_device, else rl_device) torch's current CUDA device.
+
+    Anything in torch that uses "the current device" (pinned host memory, for one) would otherwise
+    open a context on cuda:0: ~0.5 GB of the GPU a trainer beside us may be using, and a share of
+    its time for any work that lands there. nvidia-smi showed such a context on GPU 0 for a player
+    on cuda:1.
+    """
+    device = next((d for d in (cfg.sim_device, cfg.rl_device) if str(d).startswith("cuda")), None)
+    if device is not None:
+        torch.cuda.set_device(torch.device(device))
+
+
 def resolve_device(name: str, key: str) -> str:
     """'auto' -> 'cuda:0' with a GPU else 'cpu'; check that a requested CUDA device exists."""
     if name == "auto":

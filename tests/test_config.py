@@ -133,3 +133,19 @@ def test_wandb_without_the_package_is_one_sentence(tmp_path):
         "Error: wandb_activate=True needs the wandb package; install it with pip install -e '.[wandb]'."
     )
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "sim, rl, expected",
+    [("cuda:1", "cuda:1", "cuda:1"), ("cpu", "cuda:2", "cuda:2"), ("cuda:3", "cpu", "cuda:3"), ("cpu", "cpu", None)],
+)
+def test_the_process_gpu_becomes_torchs_current_device(monkeypatch, sim, rl, expected):
+    """A player on cuda:1 must not open a context on cuda:0 through torch's current device."""
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs import config
+
+    chosen = []
+    monkeypatch.setattr(config.torch.cuda, "set_device", lambda device: chosen.append(str(device)))
+    config.make_device_current(OmegaConf.create({"sim_device": sim, "rl_device": rl}))
+    assert chosen == ([expected] if expected else [])
