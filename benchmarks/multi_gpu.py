@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--interleaved-epochs", type=int, default=300, help="0: skip the interleaved measurement")
     parser.add_argument("--interleaved-runs", type=int, default=1, help="interleaved trainings, pooled")
     parser.add_argument("--video", action="store_true", help="the player records MP4 clips (needs imageio-ffmpeg)")
+    parser.add_argument("--video-fps", type=float, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
@@ -87,7 +88,7 @@ def main() -> None:
         if args.concurrent:
             concurrent_singles(args, cwd)
 
-        video = ["video=True", "video_length=300"] if args.video else []
+        video = ["video=True", "video_length=300", f"video_fps={args.video_fps}"] if args.video else []
 
         def player(run: Path) -> subprocess.Popen:
             return subprocess.Popen(
