@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
 
+from benchmarks.rates import alternate, steady_rate  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
 
 SETTINGS = {  # num_envs, reward threshold, training budget (s), epochs for the overhead pair
@@ -66,9 +66,9 @@ def run_training(args: list[str], cwd: Path, budget: float, threshold: float | N
     return rows, (first - launched) if first else float("nan")
 
 
-def steady_rate(rows) -> float:  # noqa: ANN001
-    tail = rows[max(1, len(rows) // 10) :]
-    return len(tail) / sum(1.0 / r[1] for r in tail) if tail else float("nan")
+def rows_rate(rows) -> float:  # noqa: ANN001
+    """Env steps/s of run_training's rows after the first 10% of epochs."""
+    return steady_rate([row[1] for row in rows])
 
 
 def start_player(run_dir: str, cwd: Path, pipe: bool = False):  # noqa: ANN201
@@ -107,17 +107,16 @@ def live_watch_interleaved(task: str, common: list[str], epochs: int, cwd: Path)
 
 def live_watch_ratio(common: list[str], epochs: int, pairs: int, cwd: Path) -> float:
     """Median watched rate over median alone rate, from alternating runs (machine drift cancels)."""
-    alone, watched = [], []
-    for _ in range(pairs):
-        rows, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1000000"], cwd, 600)
-        alone.append(steady_rate(rows))
-        rows, _ = run_training([*common, f"max_iterations={epochs}", "checkpoint_save_freq=1"], cwd, 600,
-                               player=lambda run: start_player(run, cwd))  # fmt: skip
-        watched.append(steady_rate(rows))
-    per_pair = ", ".join(f"{w / a:.4f}" for a, w in zip(alone, watched, strict=True))
-    print(f"live-watch: alone {[round(a) for a in alone]}, watched {[round(w) for w in watched]}, "
+
+    def rate(save_freq: int, player=None) -> float:  # noqa: ANN001
+        args = [*common, f"max_iterations={epochs}", f"checkpoint_save_freq={save_freq}"]
+        return rows_rate(run_training(args, cwd, 600, player=player)[0])
+
+    result = alternate(pairs, lambda: rate(1000000), lambda: rate(1, lambda run: start_player(run, cwd)))
+    per_pair = ", ".join(f"{r:.4f}" for r in result.pair_ratios)
+    print(f"live-watch: alone {[round(a) for a in result.first]}, watched {[round(w) for w in result.second]}, "
           f"per-pair ratios {per_pair}", flush=True)  # fmt: skip
-    return statistics.median(watched) / statistics.median(alone)
+    return result.ratio
 
 
 def main() -> None:
@@ -146,7 +145,7 @@ def main() -> None:
             if not args.skip_overhead:
                 ratio = (live_watch_ratio(common, epochs, args.pairs, Path(tmp)) if args.pairs
                          else live_watch_interleaved(task, common, epochs, Path(tmp)))  # fmt: skip
-        table.append((task, num_envs, rates, steady_rate(rows), hit, threshold, launch, rows, ratio))
+        table.append((task, num_envs, rates, rows_rate(rows), hit, threshold, launch, rows, ratio))
         print(f"{task}: done", flush=True)
         if not args.skip_profile:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_profile.py"), "--task", task,

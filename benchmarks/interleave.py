@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.rates import mean_rate
 from isaacgymenvs.trainer.progress import parse_progress
 
 
@@ -32,19 +33,14 @@ class Interleaved:
     player_output: list[str] = field(default_factory=list)
     trainer_output: list[str] = field(default_factory=list)
 
-    @staticmethod
-    def mean_rate(rates: list[float]) -> float:
-        """Rate over the whole block set (harmonic mean: equal work per epoch)."""
-        return len(rates) / sum(1.0 / r for r in rates) if rates else float("nan")
-
     @property
     def ratio(self) -> float:
-        return self.mean_rate(self.on) / self.mean_rate(self.off)
+        return mean_rate(self.on) / mean_rate(self.off)
 
     def summary(self) -> str:
         return (
-            f"player running: {self.mean_rate(self.on):,.0f} env steps/s over {len(self.on)} epochs, frozen "
-            f"{self.mean_rate(self.off):,.0f} over {len(self.off)}; ratio {self.ratio:.4f}"
+            f"player running: {mean_rate(self.on):,.0f} env steps/s over {len(self.on)} epochs, frozen "
+            f"{mean_rate(self.off):,.0f} over {len(self.off)}; ratio {self.ratio:.4f}"
         )
 
 

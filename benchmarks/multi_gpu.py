@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,16 +35,15 @@ ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
 sys.path.insert(0, str(REPO))
 
 from benchmarks.interleave import Interleaved, run_interleaved  # noqa: E402
+from benchmarks.rates import alternate, steady_rate  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_output  # noqa: E402
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", NCCL_NVLS_ENABLE="0")
 
 
-def steady_rate(out: str, skip: float = 0.2) -> float:
-    """Env steps/s over the epochs after the first `skip` fraction (warm-up, player start-up)."""
-    rates = [p.env_steps_per_s for p in parse_output(out)]
-    tail = rates[max(1, int(len(rates) * skip)) :]
-    return len(tail) / sum(1.0 / r for r in tail)
+def output_rate(out: str, skip: float = 0.2) -> float:
+    """Env steps/s of a trainer's output after the first `skip` fraction of epochs (warm-up, player start-up)."""
+    return steady_rate([p.env_steps_per_s for p in parse_output(out)], skip)
 
 
 def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:  # noqa: ANN001
@@ -131,22 +129,24 @@ def side_cmd(num_envs: int, epochs: int) -> list[str]:
 def side_by_side_pairs(args: argparse.Namespace, cwd: Path, player) -> None:  # noqa: ANN001
     """Alternating trainings alone and with the player; the ratio of the median rates."""
     watched_cmd = side_cmd(args.num_envs, args.side_epochs)
-    alone, watched, ratios = [], [], []
-    for _ in range(args.pairs):
-        alone.append(steady_rate(train(watched_cmd, cwd)[0], 1 / 3))
+
+    def watched() -> float:
         out, player_out = train(watched_cmd, cwd, player)
-        watched.append(steady_rate(out, 1 / 3))
-        ratios.append(watched[-1] / alone[-1])
         reloads = re.findall(r"^Loaded latest\.pth \(epoch (\d+)", player_out, re.M)
-        print(f"pair {len(ratios)}: alone {alone[-1]:,.0f}, with the player {watched[-1]:,.0f} env steps/s "
-              f"(ratio {ratios[-1]:.4f}); player reloads at epochs {reloads}", flush=True)  # fmt: skip
+        print(f"player reloads at epochs {reloads}", flush=True)
         if "Traceback" in player_out or not reloads:
             print(player_out[-3000:])
-    ratio = statistics.median(watched) / statistics.median(alone)
+        return output_rate(out, 1 / 3)
+
+    def report(pair: int, alone: float, with_player: float) -> None:
+        print(f"pair {pair}: alone {alone:,.0f}, with the player {with_player:,.0f} env steps/s "
+              f"(ratio {with_player / alone:.4f})", flush=True)  # fmt: skip
+
+    result = alternate(args.pairs, lambda: output_rate(train(watched_cmd, cwd)[0], 1 / 3), watched, report)
     print(
-        f"side by side (last 2/3 of {args.side_epochs} epochs, {args.pairs} pairs): median alone "
-        f"{statistics.median(alone):,.0f}, with the player on GPU 1 {statistics.median(watched):,.0f} env steps/s; "
-        f"ratio {ratio:.4f} (target >= 0.98); per pair {[round(r, 4) for r in ratios]}",
+        f"side by side (last 2/3 of {args.side_epochs} epochs, {args.pairs} pairs): "
+        f"{result.summary('alone', 'with the player on GPU 1')} (target >= 0.98); "
+        f"per pair {[round(r, 4) for r in result.pair_ratios]}",
         flush=True,
     )
 
@@ -161,21 +161,28 @@ def scaling(args: argparse.Namespace, cwd: Path) -> None:
     single = [sys.executable, ENTRY, *common, "sim_device=cuda:0", "rl_device=cuda:0"]
     double = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", *args.torchrun_args.split(), ENTRY,
               *common, "multi_gpu=True"]  # fmt: skip
-    before = len(list((cwd / "runs").glob("*"))) if (cwd / "runs").is_dir() else 0
-    ones, twos = [], []
-    for _ in range(args.scaling_pairs):
-        ones.append(steady_rate(train(single, cwd)[0]))
-        twos.append(steady_rate(train(double, cwd)[0]))
-        print(f"scaling pair {len(ones)}: 1 GPU {ones[-1]:,.0f}, 2 GPUs {twos[-1]:,.0f} env steps/s "
-              f"(ratio {twos[-1] / ones[-1]:.3f})", flush=True)  # fmt: skip
-    written = len(list((cwd / "runs").iterdir())) - before
-    ratio = statistics.median(twos) / statistics.median(ones)
+    before = count_runs(cwd)
+
+    def report(pair: int, one: float, two: float) -> None:
+        print(f"scaling pair {pair}: 1 GPU {one:,.0f}, 2 GPUs {two:,.0f} env steps/s (ratio {two / one:.3f})",
+              flush=True)  # fmt: skip
+
+    result = alternate(
+        args.scaling_pairs,
+        lambda: output_rate(train(single, cwd)[0]),
+        lambda: output_rate(train(double, cwd)[0]),
+        report,
+    )
     print(
-        f"scaling ({args.epochs} epochs per run, {args.scaling_pairs} pairs): median 1 GPU "
-        f"{statistics.median(ones):,.0f}, 2 GPUs {statistics.median(twos):,.0f} env steps/s; ratio {ratio:.3f} "
-        f"(target >= 1.8); run directories written: {written} for {2 * args.scaling_pairs} trainings",
+        f"scaling ({args.epochs} epochs per run, {args.scaling_pairs} pairs): {result.summary('1 GPU', '2 GPUs')} "
+        f"(target >= 1.8); run directories written: {count_runs(cwd) - before} for {2 * args.scaling_pairs} trainings",
         flush=True,
     )
+
+
+def count_runs(cwd: Path) -> int:
+    """Run directories the trainings have written under cwd."""
+    return len(list((cwd / "runs").iterdir())) if (cwd / "runs").is_dir() else 0
 
 
 def concurrent_singles(args: argparse.Namespace, cwd: Path) -> None:
@@ -195,7 +202,7 @@ def concurrent_singles(args: argparse.Namespace, cwd: Path) -> None:
         if proc.returncode:
             print(out[-3000:])
             raise SystemExit("a concurrent training failed")
-        rates.append(steady_rate(out))
+        rates.append(output_rate(out))
     print(f"two independent 1-GPU trainings at once: GPU 0 {rates[0]:,.0f} + GPU 1 {rates[1]:,.0f} = "
           f"{sum(rates):,.0f} env steps/s (no all-reduce, no cross-rank syncs)", flush=True)  # fmt: skip
 

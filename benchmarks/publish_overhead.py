@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.rates import steady_rate  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_output  # noqa: E402
 
 COST = re.compile(r"per publish: ([\d.]+) ms snapshot on the training thread, ([\d.]+) ms CPU in the writer thread")
@@ -47,10 +48,8 @@ def throughput(task: str, epochs: int, freq: int, extra: list[str]) -> tuple[flo
             check=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         ).stdout
-    rates = [p.env_steps_per_s for p in parse_output(out)]
-    steady = rates[max(1, len(rates) // 10) :]
     cost = COST.search(out)
-    return len(steady) / sum(1.0 / r for r in steady), float(cost[1]), float(cost[2])
+    return steady_rate([p.env_steps_per_s for p in parse_output(out)]), float(cost[1]), float(cost[2])
 
 
 def interleaved_ratio(
