@@ -13,6 +13,12 @@ from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
 
 
+def policy_tag(core: PlayerCore) -> str:
+    """'epoch<N>' of the loaded policy ('untrained' before one is loaded), for output file names."""
+    info = core.follower.loaded
+    return f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
+
+
 class ClipRecorder:
     """Consecutive MP4 clips of `length` frames into `<run>/videos/`, playing in real time.
 
@@ -38,9 +44,7 @@ class ClipRecorder:
         if (self.steps - 1) % self.stride:
             return
         if self.writer is None:
-            info = core.follower.loaded
-            tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
-            path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{tag}.mp4"
+            path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy_tag(core)}.mp4"
             size = (self.renderer.width, self.renderer.height)
             # x264 would start 1.5 threads per core; two keep up with real time at this size and leave
             # the other cores (and their turbo headroom) to a trainer on the same machine.
@@ -111,9 +115,7 @@ def run_headless(
                     recorder.add(core)
                 if games_num > 0:
                     if len(core.finished_returns) >= games_num:
-                        info = core.follower.loaded
-                        tag = f"epoch{info.epoch}" if info and info.epoch is not None else "untrained"
-                        path = eval_dir / f"returns_{tag}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
+                        path = eval_dir / f"returns_{policy_tag(core)}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
                         write_returns(path, list(core.finished_returns)[:games_num])
                         return path
                     continue
