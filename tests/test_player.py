@@ -321,6 +321,20 @@ def test_window_without_a_display_is_one_sentence(tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluation_writes_the_returns_of_games_num_episodes(trained_runs):
+    parent, runs = trained_runs
+    run = runs["Cartpole"]
+    result = run_cli("mode=play", f"experiment={run.name}", "games_num=5", "num_envs=2", "sim_device=cpu",
+                     "rl_device=cpu", cwd=parent)  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    (csv_path,) = (run.root / "eval").glob("returns_epoch3_*.csv")
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "episode,return" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
+    mean = sum(float(r.split(",")[1]) for r in rows[1:]) / 5
+    assert f"5 episodes, mean return {mean:.2f}; returns written to " in result.stdout
+
+
+@pytest.mark.slow
 def test_headless_video_records_mp4_clips(trained_runs):
     parent, runs = trained_runs
     run = runs["Cartpole"]
