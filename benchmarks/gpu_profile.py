@@ -3,10 +3,13 @@ PPO update, and everything else.
 
     python benchmarks/gpu_profile.py --task Ant --num-envs 8192 --epochs 40 [config overrides ...]
 
-Trains in this process for `--epochs` epochs with a host synchronisation around every env step
-(so that the env step's GPU time is charged to it, not to whatever waits next), and reads rl_games'
-own per-epoch timers (rollout and update; the update ends with a host read of the KL, so its GPU
-work is inside it). Physics-only time comes from `benchmarks.gpu_physics.bench_case` at the same
+The agent is the config's (`train.params.algo.name`; pass
+`train.params.algo.name=a2c_continuous` for rl_games' stock one). Trains in this process for
+`--epochs` epochs with a host synchronisation around every env step (so that the env step's GPU
+time is charged to it, not to whatever waits next), and reads the agent's own per-epoch timers
+(rollout and update; the stock update ends with a host read of the KL, the graphed one with a
+read of the learning rate, so the update's GPU work is inside it). Physics-only time comes from
+`benchmarks.gpu_physics.bench_case` at the same
 number of worlds. The first quarter of the epochs (compilation, graph capture) is left out.
 The synchronisation costs the overlap of CPU launches with GPU work that an unprofiled run has,
 so the epoch here is somewhat longer than in `benchmarks/gpu_training.py`.
@@ -33,11 +36,17 @@ def profile(task: str, num_envs: int, epochs: int, device: str, overrides: list[
 
     from benchmarks.gpu_physics import bench_case
     from isaacgymenvs.config import load_config
-    from isaacgymenvs.trainer import rlgames_env
+    from isaacgymenvs.trainer import graphed, rlgames_env
+    from isaacgymenvs.trainer.graphed.agent import GraphedA2CAgent
     from isaacgymenvs.trainer.train import train
 
+    tmp = tempfile.TemporaryDirectory()
+    cfg = load_config([f"task={task}", "mode=train", f"num_envs={num_envs}", f"sim_device={device}",
+                       f"rl_device={device}", f"max_iterations={epochs}", "checkpoint_save_freq=1000000",
+                       f"train_dir={tmp.name}", *overrides])  # fmt: skip
+    agent = GraphedA2CAgent if cfg.train.params.algo.name == graphed.ALGO_NAME else A2CAgent
     env_step = rlgames_env.RlGamesVecEnv.step
-    train_epoch = A2CAgent.train_epoch
+    train_epoch = agent.train_epoch
     step_s: list[float] = []
     epochs_seen: list[tuple[float, float, float, float]] = []  # start, play, update, step
 
@@ -56,17 +65,14 @@ def profile(task: str, num_envs: int, epochs: int, device: str, overrides: list[
         return result
 
     rlgames_env.RlGamesVecEnv.step = synced_step
-    A2CAgent.train_epoch = timed_epoch
+    agent.train_epoch = timed_epoch
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config([f"task={task}", "mode=train", f"num_envs={num_envs}", f"sim_device={device}",
-                               f"rl_device={device}", f"max_iterations={epochs}", "checkpoint_save_freq=1000000",
-                               f"train_dir={tmp}", *overrides])  # fmt: skip
-            horizon = int(cfg.train.params.config.horizon_length)
-            train(cfg)
+        horizon = int(cfg.train.params.config.horizon_length)
+        train(cfg)
     finally:
         rlgames_env.RlGamesVecEnv.step = env_step
-        A2CAgent.train_epoch = train_epoch
+        agent.train_epoch = train_epoch
+        tmp.cleanup()
 
     steady = epochs_seen[len(epochs_seen) // 4 :]
     walls = [b[0] - a[0] for a, b in zip(steady, steady[1:], strict=False)]

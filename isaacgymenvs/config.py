@@ -55,6 +55,19 @@ def resolve_torch_compile(value: object, cfg: DictConfig) -> bool | str | DictCo
     )
 
 
+AGENTS = ("graphed_a2c_continuous", "a2c_continuous")
+
+
+def resolve_algo(params: DictConfig) -> None:
+    """Refuse an unknown `train.params.algo.name`; the graphed agent replaces torch_compile with CUDA graphs."""
+    name = params.algo.name
+    if name not in AGENTS:
+        raise UserError(f"train.params.algo.name={name} is not an agent here; use {' or '.join(AGENTS)}.")
+    if name == AGENTS[0] and params.config.get("torch_compile"):
+        print("Note: torch_compile is ignored by graphed_a2c_continuous (its CUDA graphs replace it).")
+        params.config.torch_compile = False
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """Validate the user's choices and replace 'auto'/null with concrete values."""
     OmegaConf.set_struct(cfg, False)
@@ -75,6 +88,7 @@ def resolve(cfg: DictConfig) -> DictConfig:
     cfg.task.env.numEnvs = cfg.num_envs
     if "train" in cfg:
         cfg.train.params.config.torch_compile = resolve_torch_compile(cfg.train.params.config.get("torch_compile"), cfg)
+        resolve_algo(cfg.train.params)
     if cfg.max_iterations is not None and int(cfg.max_iterations) <= 0:
         raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():

@@ -13,6 +13,7 @@ from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import VecTask, task_class
+from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.observers import (
     MetricsObserver,
     MultiObserver,
@@ -81,6 +82,7 @@ def train(cfg: DictConfig) -> RunDir | None:
     extra = [MetricsObserver(run), checkpoints] if rank == 0 else [checkpoints]
     register_task(lambda: make_task(cfg, rank))
     runner = Runner(algo_observer=MultiObserver([*observers, *extra]))
+    graphed.register(runner)
     runner.load(rlgames_params(cfg, run))
     runner.reset()
     try:

@@ -1,0 +1,68 @@
+"""Run a step function as a replayed CUDA graph on CUDA, and as plain eager code elsewhere.
+
+A captured graph replays the recorded kernels with no Python and no per-op launch cost, but it
+only sees memory, never Python objects: every input must be copied into a tensor that the step
+reads at a fixed address, and every result must be written in place into a tensor allocated
+before the capture. The step functions of the graphed agent are written that way, so the same
+function runs eagerly on the CPU (and in the CPU tests) and as a graph on a GPU.
+
+Capture records kernels without running them, and the first calls of a step must run eagerly
+anyway (cuBLAS workspaces, the optimizer's lazily created state, TorchScript's profiling runs).
+So the first `warmup` calls do real work eagerly on a side stream, the next call is captured and
+then replayed once, and every later call is a replay: no call is run twice or skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+class CapturedStep:
+    """`fn()` (no arguments, results in place), graphed on CUDA after `warmup` eager calls."""
+
+    def __init__(self, fn: Callable[[], None], device: torch.device | str, warmup: int = 3) -> None:
+        self.fn = fn
+        self.device = torch.device(device)
+        self.warmup = warmup
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_seconds = 0.0
+
+    @property
+    def graphed(self) -> bool:
+        return self.device.type == "cuda"
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if not self.graphed:
+            self.fn()
+            return
+        self.calls += 1
+        if self.calls <= self.warmup:
+            self._run_on_side_stream()
+        else:
+            self._capture()
+            self.graph.replay()
+
+    def _run_on_side_stream(self) -> None:
+        """Eager call on a side stream: what torch asks for before a capture (state created off the default stream)."""
+        current = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            self.fn()
+        current.wait_stream(side)
+
+    def _capture(self) -> None:
+        start = time.perf_counter()
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.fn()
+        self.graph = graph
+        self.capture_seconds = time.perf_counter() - start

@@ -1,0 +1,147 @@
+"""The graphed PPO agent against rl_games' stock `a2c_continuous`, on the CPU (same code, no capture).
+
+From the same weights, env seeds and torch RNG, an epoch of each agent must produce the same
+rollout (observations, actions, values, log-probs), the same GAE advantages and returns, the same
+losses and KL, the same adaptive learning rate and the same new weights and normalisers.
+Tolerance: 1e-5 relative + 1e-6 absolute (float32; the only differences are the order of a few
+reductions and the learning rate held as a float32 tensor instead of a Python float).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rl_games.torch_runner import Runner
+
+from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.trainer import graphed
+from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
+from isaacgymenvs.trainer.rlgames_config import rlgames_params
+from isaacgymenvs.trainer.rlgames_env import register_task
+from isaacgymenvs.trainer.train import make_task
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def build_agent(cfg, run: RunDir, algo: str):
+    register_task(lambda: make_task(cfg))
+    runner = Runner()
+    graphed.register(runner)
+    runner.load(rlgames_params(cfg, run))
+    return runner.algo_factory.create(algo, base_name="run", params=runner.params)
+
+
+@pytest.fixture(params=["Ant", "Cartpole"])
+def agents(request, make_cfg, tmp_path):
+    """(stock, graphed) agents with identical weights and envs; Cartpole clips gradients, Ant does not."""
+    cfg = make_cfg(request.param, "num_envs=32", "train.params.config.minibatch_size=128", "seed=3")
+    stock = build_agent(cfg, RunDir(tmp_path / "stock"), "a2c_continuous")
+    new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
+    new.model.load_state_dict(stock.model.state_dict())
+    for agent in (stock, new):
+        agent.init_tensors()
+        agent.obs = agent.env_reset()
+    return stock, new
+
+
+def assert_close(a, b, what: str) -> None:
+    a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
+    assert a.shape == b.shape, f"{what}: shapes {a.shape} vs {b.shape}"
+    torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what}: {m}")
+
+
+def test_one_rollout_matches_stock(agents):
+    stock, new = agents
+    torch.manual_seed(11)
+    with torch.no_grad():
+        batch = stock.play_steps()
+    torch.manual_seed(11)
+    new.play_steps()
+    for stock_key, new_key in [("obses", "obses"), ("actions", "actions"), ("neglogpacs", "neglogpacs"),
+                               ("values", "values"), ("mus", "mus"), ("sigmas", "sigmas")]:  # fmt: skip
+        flat = new.buffers[new_key].transpose(0, 1).reshape(batch[stock_key].shape)
+        assert_close(batch[stock_key], flat, stock_key)
+    assert_close(stock.experience_buffer.tensor_dict["rewards"], new.buffers["rewards"], "shaped rewards")
+    # Advantages and returns (GAE, value normalisation, advantage normalisation).
+    stock.set_train()
+    stock.prepare_dataset(batch)
+    new._prepare()
+    for key in ("returns", "advantages", "old_values", "old_logp_actions", "obs", "actions", "mu", "sigma"):
+        assert_close(stock.dataset.values_dict[key], new.ds[key], key)
+    assert new.game_rewards.current_size == stock.game_rewards.current_size
+    if stock.game_rewards.current_size:
+        assert_close(stock.game_rewards.get_mean(), new.game_rewards.get_mean(), "mean episode return")
+        assert_close(stock.game_lengths.get_mean(), new.game_lengths.get_mean(), "mean episode length")
+
+
+def test_training_epochs_match_stock(agents):
+    stock, new = agents
+    for epoch in range(3):
+        results = []
+        for agent in (stock, new):
+            torch.manual_seed(100 + epoch)
+            agent.epoch_num += 1
+            results.append(agent.train_epoch())
+        (_, _, _, _, sa, sc, sb, se, skl, slr, _), (_, _, _, _, na, nc, nb, ne, nkl, nlr, _) = results
+        mean = torch_mean_list
+        for what, s, n in [
+            ("a_loss", sa, na),
+            ("c_loss", sc, nc),
+            ("b_loss", sb, nb),
+            ("entropy", se, ne),
+            ("kl", skl, nkl),
+        ]:
+            assert_close(mean(s), mean(n), f"epoch {epoch}: {what}")
+        assert new.last_lr == pytest.approx(stock.last_lr, rel=1e-5), f"epoch {epoch}: learning rate"
+    new_state, stock_state = new.model.state_dict(), stock.model.state_dict()
+    assert new_state.keys() == stock_state.keys()
+    for key in stock_state:
+        assert_close(stock_state[key], new_state[key], f"weights {key}")
+    # The adaptive schedule moved the rate (else the test would not check it).
+    assert stock.last_lr != pytest.approx(float(stock.config["learning_rate"]))
+
+
+def torch_mean_list(values: list) -> torch.Tensor:
+    return (
+        torch.mean(torch.stack([torch.as_tensor(v).float().mean() for v in values]).flatten())
+        if values
+        else torch.zeros(())
+    )
+
+
+def test_checkpoint_state_loads_into_the_stock_agent_and_back(agents):
+    stock, new = agents
+    torch.manual_seed(5)
+    new.epoch_num = 1
+    new.train_epoch()
+    state = new.get_full_state_weights()
+    for group in state["optimizer"]["param_groups"]:
+        assert isinstance(group["lr"], float) and group["capturable"] is False
+    stock.set_full_state_weights(state)
+    assert all(torch.equal(v, stock.model.state_dict()[k]) for k, v in state["model"].items())
+    new.set_full_state_weights(stock.get_full_state_weights())
+    assert float(new._lr) == pytest.approx(float(new.last_lr))
+
+
+@pytest.mark.parametrize("counts", [[0, 3, 0, 250, 7], [1, 1, 1], [120, 0, 5]])
+def test_device_meter_matches_rl_games_average_meter(counts):
+    from rl_games.algos_torch.torch_ext import AverageMeter
+
+    gen = torch.Generator().manual_seed(0)
+    stock, ours = AverageMeter(1, 100), DeviceAverageMeter(1, 100)
+    for k in counts:
+        values = torch.randn(300, 1, generator=gen)
+        mask = torch.zeros(300, dtype=torch.bool)
+        mask[torch.randperm(300, generator=gen)[:k]] = True
+        stock.update(values[mask.nonzero(as_tuple=False)])  # rl_games indexes with nonzero()
+        ours.update_masked(values, mask)
+        assert ours.current_size == stock.current_size
+        np.testing.assert_allclose(ours.get_mean(), stock.get_mean(), rtol=1e-6, atol=1e-7)
+
+
+def test_unknown_agent_name_is_one_sentence(make_cfg):
+    from isaacgymenvs.errors import UserError
+
+    with pytest.raises(UserError, match="train.params.algo.name=ppo_magic is not an agent here"):
+        make_cfg("Ant", "train.params.algo.name=ppo_magic")
