@@ -14,6 +14,7 @@ then replayed once, and every later call is a replay: no call is run twice or sk
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
@@ -59,10 +60,23 @@ class CapturedStep:
         current.wait_stream(side)
 
     def _capture(self) -> None:
+        """Record `fn` into a graph.
+
+        The garbage collector is off meanwhile: a collection during the capture can free a Warp
+        array, whose synchronous cudaFree would invalidate it. Other threads (the checkpoint
+        publisher waits on CUDA events) may go on using CUDA: "thread_local" capture allows that.
+        """
         start = time.perf_counter()
         torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.fn()
+        gc.collect()
+        gc.disable()
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.fn()
+        except RuntimeError as err:
+            raise RuntimeError(f"CUDA graph capture of {getattr(self.fn, '__name__', self.fn)} failed: {err}") from err
+        finally:
+            gc.enable()
         self.graph = graph
         self.capture_seconds = time.perf_counter() - start
