@@ -165,7 +165,9 @@ class GraphedA2CAgent(A2CAgent):
             x = normalize(model.running_mean_std, self._obs) if self.normalize_input else self._obs
             mu, logstd, value, _ = model.a2c_network({"obs": x, "is_train": False, "rnn_states": None})
             sigma = torch.exp(logstd)
-            actions = torch.normal(mu, sigma)  # = Normal(mu, sigma).sample()
+            # = Normal(mu, sigma).sample(), draw for draw; torch.normal(mu, sigma) itself checks
+            # sigma >= 0 on the host, which a capture cannot do.
+            actions = torch.randn_like(mu) * sigma + mu
             neglogp = model.neglogp(actions, mu, sigma, logstd)
             if self.normalize_value:
                 value = denormalize(model.value_mean_std, value)
