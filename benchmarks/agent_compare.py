@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["Ant", "Humanoid"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--device", default="cuda:0")
+    parser.add_argument("--epochs", type=int, default=0, help="curves: epochs per training (0: Ant 200, Humanoid 250)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_gpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,6 +160,8 @@ def main() -> None:
         if "speed" in args.part:
             speed(args.device, cwd, args.tasks)
         if "curves" in args.part:
+            if args.epochs:
+                CURVE_EPOCHS.update(dict.fromkeys(CURVE_EPOCHS, args.epochs))
             curves(args.device, cwd, args.tasks, args.seeds, args.out)
 
 

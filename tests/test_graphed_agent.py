@@ -17,6 +17,7 @@ from rl_games.torch_runner import Runner
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
+from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
 from isaacgymenvs.trainer.train import make_task
@@ -26,7 +27,7 @@ RTOL, ATOL = 1e-5, 1e-6
 
 def build_agent(cfg, run: RunDir, algo: str):
     register_task(lambda: make_task(cfg))
-    runner = Runner()
+    runner = Runner(algo_observer=MultiObserver([RewardTermsObserver()]))  # the trainer's, minus files
     graphed.register(runner)
     runner.load(rlgames_params(cfg, run))
     return runner.algo_factory.create(algo, base_name="run", params=runner.params)

@@ -225,8 +225,11 @@ def test_stock_rl_games_player_restores_latest(make_cfg, tmp_path):
     from isaacgymenvs.trainer.rlgames_config import rlgames_params
 
     cfg, run = train_in_process(make_cfg, tmp_path, "max_iterations=4", "checkpoint_save_freq=2")
+    assert cfg.train.params.algo.name == "graphed_a2c_continuous"  # written by the graphed agent
+    params = rlgames_params(cfg, run)
+    params["params"]["algo"]["name"] = "a2c_continuous"  # read by rl_games alone, nothing of ours registered
     runner = Runner()
-    runner.load(rlgames_params(cfg, run))
+    runner.load(params)
     player = runner.create_player()
     player.restore(str(run.latest_checkpoint))
     saved = torch.load(run.latest_checkpoint, weights_only=True)

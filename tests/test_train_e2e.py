@@ -69,3 +69,16 @@ def test_seeded_cpu_training_is_reproducible(tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("first, second", [("graphed_a2c_continuous", "a2c_continuous"),
+                                           ("a2c_continuous", "graphed_a2c_continuous")])  # fmt: skip
+def test_resume_across_the_stock_and_the_graphed_agent(tmp_path, first, second):
+    agent = f"train.params.algo.name={first}"
+    trained = run_cli("task=Cartpole", "num_envs=32", "max_iterations=2", agent, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    latest = only_run(tmp_path) / "nn" / "latest.pth"
+    resumed = run_cli("task=Cartpole", "num_envs=32", "max_iterations=4", f"checkpoint={latest}",
+                      f"train.params.algo.name={second}", cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert re.findall(r"^epoch (\d+)/4", resumed.stdout, re.M) == ["3", "4"]
