@@ -400,9 +400,17 @@ class GraphedA2CAgent(A2CAgent):
         a, c, ent, b, kl = self._mb_stats.clone()
         kls = [kl.view(self.mini_epochs_num, -1).mean(1)]
         b_losses = [b] if self.bounds_loss_coef is not None else []
-        self.capture_seconds = sum(s.capture_seconds for s in self._all_steps())
+        self._report_captures()
         return (batch["step_time"], play_end - play_start, update_end - play_end, update_end - play_start,
                 [a], [c], b_losses, [ent], kls, self.last_lr, 1.0)  # fmt: skip
+
+    def _report_captures(self) -> None:
+        """One console line once every step is a graph (start-up cost, for whoever times it)."""
+        steps = self._all_steps()
+        if self.capture_seconds or not all(step.graph is not None for step in steps):
+            return
+        self.capture_seconds = sum(step.capture_seconds for step in steps)
+        print(f"CUDA graphs: {len(steps)} steps captured in {self.capture_seconds:.2f} s", flush=True)
 
     def _all_steps(self) -> list[CapturedStep]:
         steps = [self._policy_step, self._after_env_step, self._prepare]
