@@ -78,12 +78,16 @@ def test_torch_compile_auto_is_off_on_the_cpu_and_explicit_values_pass():
         ).train.params.config.torch_compile
         is False
     )
-    assert (
-        load_config(
-            ["sim_device=cpu", "rl_device=cpu", "train.params.config.torch_compile=reduce-overhead"]
-        ).train.params.config.torch_compile
-        == "reduce-overhead"
-    )
+    stock = ["sim_device=cpu", "rl_device=cpu", "train.params.algo.name=a2c_continuous"]
+    explicit = "train.params.config.torch_compile=reduce-overhead"
+    assert load_config([*stock, explicit]).train.params.config.torch_compile == "reduce-overhead"
+
+
+def test_graphed_agent_ignores_torch_compile_and_says_so(capsys):
+    cfg = load_config(["sim_device=cpu", "rl_device=cpu", "train.params.config.torch_compile=reduce-overhead"])
+    assert cfg.train.params.algo.name == "graphed_a2c_continuous"
+    assert cfg.train.params.config.torch_compile is False
+    assert "torch_compile is ignored by graphed_a2c_continuous" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
