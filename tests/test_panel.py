@@ -6,14 +6,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from isaacgymenvs import protocol
-from tests.conftest import REPO, run_cli, start_cli
+from tests.conftest import REPO, run_cli, run_command, start_cli
 
 pytest.importorskip("pytestqt")
 
@@ -135,8 +134,8 @@ def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [([], "needs experiment="), (["--experiment=Nope"], "No run in")])
 def test_panel_cli_errors_are_one_sentence(args, fragment, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = run_command([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
+                         cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -8,7 +8,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import ENTRY, run_cli, start_cli
+from tests.conftest import cli_env, run_cli, start_cli
 
 # --- experiment resolution ---------------------------------------------------------------------
 
@@ -310,9 +309,8 @@ def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
 
 
 def test_window_without_a_display_is_one_sentence(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    result = subprocess.run([sys.executable, str(ENTRY), "mode=play", "experiment=Ant"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = cli_env(DISPLAY=None, WAYLAND_DISPLAY=None, QT_QPA_PLATFORM=None)
+    result = run_cli("mode=play", "experiment=Ant", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "Error: No display for the player window; use headless=True (with video=True to record), "
