@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from isaacgymenvs import signals
 from isaacgymenvs.errors import UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
@@ -22,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    signals.raise_on_stop_signals()  # SIGTERM/SIGHUP end a run as cleanly as Ctrl+C
     try:
+        from isaacgymenvs.gl import choose_gl_backend
+
+        choose_gl_backend()  # before anything imports mujoco
         from isaacgymenvs.config import load_config, make_device_current
 
         cfg = load_config(argv)
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(signals.describe(err), file=sys.stderr)
+        return signals.exit_code(err)
     return 0

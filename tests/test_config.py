@@ -149,3 +149,35 @@ def test_the_process_gpu_becomes_torchs_current_device(monkeypatch, sim, rl, exp
     monkeypatch.setattr(config.torch.cuda, "set_device", lambda device: chosen.append(str(device)))
     config.make_device_current(OmegaConf.create({"sim_device": sim, "rl_device": rl}))
     assert chosen == ([expected] if expected else [])
+
+
+def fake_libraries(*present: str):
+    return lambda name: f"lib{name}.so.1" if name in present else None
+
+
+@pytest.mark.parametrize(
+    "environ, present, backend",
+    [
+        ({}, ("EGL", "OSMesa"), "egl"),  # no display: EGL (Mesa on a CPU, NVIDIA's on a GPU)
+        ({}, ("OSMesa",), "osmesa"),
+        ({"DISPLAY": ":0"}, ("EGL",), None),  # a display: MuJoCo's default GLFW
+        ({"MUJOCO_GL": "glfw"}, ("EGL",), "glfw"),  # the user's choice wins
+        ({}, (), None),
+    ],
+)
+def test_gl_backend_is_chosen_before_mujoco_is_imported(environ, present, backend):
+    from isaacgymenvs.gl import choose_gl_backend
+
+    assert choose_gl_backend(environ, fake_libraries(*present)) == backend
+    assert environ.get("MUJOCO_GL") == backend
+
+
+def test_impossible_gl_backend_is_one_sentence():
+    from isaacgymenvs.gl import choose_gl_backend, require_headless_gl
+
+    with pytest.raises(UserError, match="MUJOCO_GL=egl but libEGL is not installed; install EGL"):
+        choose_gl_backend({"MUJOCO_GL": "egl"}, fake_libraries())
+    environ: dict[str, str] = {}
+    choose_gl_backend(environ, fake_libraries())
+    with pytest.raises(UserError, match="^Rendering without a display needs EGL or OSMesa"):
+        require_headless_gl(environ)

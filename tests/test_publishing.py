@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -252,17 +254,25 @@ def test_training_goes_on_when_publishing_fails(make_cfg, tmp_path, monkeypatch,
 
 
 @pytest.mark.slow
-def test_ctrl_c_publishes_the_final_policy(tmp_path):
-    import signal
-
+@pytest.mark.parametrize(
+    "signum, message", [(signal.SIGINT, "Interrupted."), (signal.SIGTERM, "Stopped by SIGTERM."),
+                        (signal.SIGHUP, "Stopped by SIGHUP.")],
+)  # fmt: skip
+def test_stop_signals_publish_the_final_policy(tmp_path, signum, message):
+    # Ctrl+C, kill / SLURM preemption / container stop, closed terminal: all publish the last epoch.
     proc = start_cli("task=Cartpole", "num_envs=16", "checkpoint_save_freq=100000", "max_iterations=1000000",
                      "sim_device=cpu", "rl_device=cpu", cwd=tmp_path, stderr=subprocess.PIPE)  # fmt: skip
+    last = 0
     for line in proc.stdout:
-        if line.startswith("epoch 5/"):
-            break
-    proc.send_signal(signal.SIGINT)
+        if line.startswith("epoch "):
+            last = int(line.split()[1].split("/")[0])
+            if last >= 5:
+                break
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err and "Interrupted." in err
+    assert proc.returncode == 128 + signum and "Traceback" not in err and err.strip() == message, err
     (path,) = tmp_path.glob("runs/*/nn/latest.pth")
-    assert torch.load(path, weights_only=True)["epoch"] >= 5
+    final = torch.load(path, weights_only=True)["epoch"]
+    printed = [int(m) for m in re.findall(r"^epoch (\d+)/", out, re.M)]
+    assert final >= 5 and final == max([last, *printed])  # the epoch last reported, not an older one
     assert check_published(path.parent) is None

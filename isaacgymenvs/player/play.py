@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.gl import require_headless_gl
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.protocol import RunDir
 
@@ -111,6 +112,7 @@ def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
 
     recorder = None
     if cfg.video:
+        require_headless_gl()
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
 from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.signals import STOP_SIGNALS
 
 MAX_STEPS_PER_FRAME = 4
 MOVE_KEYS = {
@@ -131,6 +132,7 @@ def run_window(core: PlayerCore, cfg: DictConfig, run: RunDir) -> None:
     renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality)
     window = PlayerWindow(core, renderer, f"{cfg.task.name} - {run.name}")
     window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
+    for signum in STOP_SIGNALS:  # Ctrl+C in the terminal, kill or a closed terminal: close cleanly
+        signal.signal(signum, lambda *_: window.close())
     app.exec()
     renderer.close()
