@@ -109,3 +109,38 @@ def start_cli(
 ) -> subprocess.Popen:
     """Start train_play.py as a user would, in `cwd`, without waiting; output as text."""
     return spawn([sys.executable, str(ENTRY), *args], cwd, env, stdout=stdout, stderr=stderr)
+
+
+class Lines:
+    """A process's output lines, read by a thread, so a test can wait for one with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        import queue
+        import threading
+
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream) -> None:  # noqa: ANN001
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The first new line containing `text`; AssertionError with the output so far on timeout."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout} s; output:\n" + "\n".join(self.seen[-30:]))

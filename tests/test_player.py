@@ -17,7 +17,7 @@ import torch
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import cli_env, run_cli, start_cli
+from tests.conftest import Lines, cli_env, run_cli, start_cli
 
 # --- experiment resolution ---------------------------------------------------------------------
 
@@ -41,6 +41,64 @@ def test_experiment_missing_or_unmatched_is_one_sentence(tmp_path):
         protocol.resolve_experiment(runs, "")
     with pytest.raises(UserError, match=r"No run .* matches experiment=Dog; candidates: Ant_2026"):
         protocol.resolve_experiment(runs, "Dog")
+
+
+def test_matching_prefers_the_trainers_prefix_then_starts_with_then_any_case(tmp_path):
+    runs = make_runs(tmp_path, "AntWatch_2026-09-01_00-00-00", "Ant_2026-01-01_00-00-00",
+                     "my_ant_experiment_2026-10-01_00-00-00", "ant_lower_2026-08-01_00-00-00")  # fmt: skip
+    # experiment=Ant trains Ant_<time>: that run wins over the newer AntWatch_ one.
+    match = protocol.match_experiment(runs, "Ant")
+    assert (match.run.name, match.how) == ("Ant_2026-01-01_00-00-00", "prefix")
+    assert sorted(r.name for r in match.others) == [
+        "AntWatch_2026-09-01_00-00-00", "ant_lower_2026-08-01_00-00-00", "my_ant_experiment_2026-10-01_00-00-00"
+    ]  # fmt: skip
+    assert match.describe("Ant").startswith(
+        "run Ant_2026-01-01_00-00-00 (newest run named Ant_<time>; 3 other runs matched: "
+    )
+    assert protocol.match_experiment(runs, "AntW").run.name == "AntWatch_2026-09-01_00-00-00"
+    # Case-sensitive first: 'ant' picks ant_lower over the newer AntWatch_ and my_ant_experiment_.
+    match = protocol.match_experiment(runs, "ant")
+    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with")
+    match = protocol.match_experiment(runs, "antw")
+    assert (match.run.name, match.how) == ("AntWatch_2026-09-01_00-00-00", "starts with (any case)")
+    match = protocol.match_experiment(runs, "ANT_L")
+    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with (any case)")
+    match = protocol.match_experiment(runs, "EXPERIMENT")
+    assert (match.run.name, match.how, match.others) == ("my_ant_experiment_2026-10-01_00-00-00",
+                                                         "contains (any case)", ())  # fmt: skip
+    assert "0 other runs matched)" in match.describe("EXPERIMENT")
+    assert protocol.match_experiment(runs, "Ant_2026-01-01_00-00-00").exact
+
+
+def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp_path):
+    from isaacgymenvs.player import runs as player_runs
+
+    def new_run(name):
+        (tmp_path / name / "nn").mkdir(parents=True)
+        (tmp_path / name / "params").mkdir()
+        (tmp_path / name / "params" / "config.yaml").write_text("{}")
+
+    new_run("Cartpole_2026-01-01_00-00-00")
+    (tmp_path / "Cartpole_2026-03-01_00-00-00" / "nn").mkdir(parents=True)  # newer, but no config yet
+    logs = []
+    partial, exact = player_runs.RunFinder(tmp_path, "Cart", logs.append), player_runs.RunFinder(
+        tmp_path, "Cartpole_2026-01-01_00-00-00", logs.append
+    )
+    assert partial.find().run.name == exact.find().run.name == "Cartpole_2026-01-01_00-00-00"
+    partial.watch(partial.find())
+    exact.watch(exact.find())
+    try:
+        new_run("Cartpole_2026-02-01_00-00-00")
+        deadline = time.monotonic() + 10
+        while partial.newer is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert partial.newer.run.name == "Cartpole_2026-02-01_00-00-00"
+        assert logs == ["A newer run matching 'Cart' started: switching to Cartpole_2026-02-01_00-00-00"]
+        time.sleep(2.5 * player_runs.POLL_SECONDS)
+        assert exact.newer is None
+    finally:
+        partial.stop()
+        exact.stop()
 
 
 # --- state file ----------------------------------------------------------------------------------
@@ -274,6 +332,35 @@ def test_player_reloads_while_the_trainer_publishes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_player_started_first_waits_then_follows_and_moves_to_a_newer_run(tmp_path):
+    # Two terminals opened in the natural order: the player first, then the trainer; later a rerun.
+    player = start_cli("mode=play", "experiment=Cart", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
+                       "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)  # fmt: skip
+    lines = Lines(player)
+    assert lines.wait_for("Waiting", 60) == "Waiting for a run matching 'Cart' in runs/ ..."
+    train = ("task=Cartpole", "num_envs=32", "max_iterations=6", "checkpoint_save_freq=2", "sim_device=cpu",
+             "rl_device=cpu")  # fmt: skip
+    assert run_cli(*train, cwd=tmp_path, timeout=120).returncode == 0
+    (first,) = (tmp_path / "runs").iterdir()
+    playing = lines.wait_for("Playing run", 60)
+    assert playing.startswith(f"Playing run {first.name} (newest run whose name starts with 'Cart'; 0 other runs")
+    lines.wait_for("Loaded latest.pth (epoch 6", 60)
+    assert run_cli(*train, cwd=tmp_path, timeout=120).returncode == 0
+    (second,) = {p.name for p in (tmp_path / "runs").iterdir()} - {first.name}
+    assert lines.wait_for("A newer run", 30) == f"A newer run matching 'Cart' started: switching to {second}"
+    assert lines.wait_for("Playing run", 60).startswith(f"Playing run {second} (newest run whose name starts with "
+                                                        f"'Cart'; 1 other run matched: {first.name})")  # fmt: skip
+    lines.wait_for("Loaded latest.pth (epoch 6", 60)
+    status = lambda: protocol.read_status(protocol.RunDir(tmp_path / "runs" / second)) or {}  # noqa: E731
+    deadline = time.monotonic() + 10
+    while status().get("phase") != "loaded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status().get("phase") == "loaded"
+    player.send_signal(signal.SIGTERM)
+    assert player.wait(timeout=30) == 0
+
+
 def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
     pytest.importorskip("PySide6")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -361,3 +448,29 @@ def test_headless_video_records_mp4_clips(trained_runs):
     # SIGTERM ended the last clip mid-recording: it is still a finished, readable MP4.
     last = imageio_ffmpeg.read_frames(str(clips[-1]))
     assert next(last)["fps"] == 30 and 0 < sum(1 for _ in last) <= 30
+
+
+def test_waiting_window_says_what_it_waits_for_in_a_box_as_wide_as_its_text(qtbot, tmp_path):
+    import numpy as np
+
+    from isaacgymenvs.player.runs import RunFinder
+    from isaacgymenvs.player.viewer import WaitingWindow
+
+    experiment = "Ant_with_a_rather_long_experiment_name_that_makes_the_line_wider_than_the_old_box"
+    window = WaitingWindow(RunFinder("runs", experiment))
+    qtbot.addWidget(window)
+    window.resize(1400, 300)
+    window.show()
+    assert window.hud_lines()[0] == f"Waiting for a run matching '{experiment}' in runs/ ..."
+    image = window.grab().toImage()
+    image.save(str(tmp_path / "waiting.png"))
+    pixels = np.array([[image.pixelColor(x, y).red() for x in range(image.width())] for y in range(0, 60)])
+    text_right = max(x for x in range(pixels.shape[1]) if (pixels[:, x] > 200).any())
+    box_right = max(x for x in range(pixels.shape[1]) if pixels[10, x] < 20)  # the darkened box, background is 30
+    assert text_right > 760 and box_right > text_right  # the old fixed 760-pixel box cut this line
+    # The run appears: the window closes and hands it over.
+    run = protocol.create_run_dir(tmp_path / "runs", experiment)
+    run.config_file.write_text("{}")
+    window.finder.train_dir = tmp_path / "runs"
+    qtbot.waitUntil(lambda: window.found is not None, timeout=5000)
+    assert window.found.run == run and not window.isVisible()

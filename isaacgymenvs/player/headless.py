@@ -6,6 +6,7 @@ import csv
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -103,9 +104,14 @@ class StopOnSignal:
 
 
 def run_headless(
-    core: PlayerCore, games_num: int = 0, recorder: ClipRecorder | None = None, eval_dir: Path | None = None
+    core: PlayerCore,
+    games_num: int = 0,
+    recorder: ClipRecorder | None = None,
+    eval_dir: Path | None = None,
+    switch: Callable[[], bool] = lambda: False,
 ) -> Path | None:
-    """Real-time paced unless evaluating (`games_num` > 0, as fast as possible).
+    """Real-time paced unless evaluating (`games_num` > 0, as fast as possible); returns early when
+    `switch()` turns true (a newer run to show).
 
     Returns the CSV of episode returns when evaluating. A stop signal ends the loop after the
     current step, closes the clip being recorded, and raises StopRequested (a KeyboardInterrupt).
@@ -115,6 +121,8 @@ def run_headless(
     try:
         with StopOnSignal() as stop:
             while not stop.requested:
+                if switch():
+                    return None
                 core.step()
                 if recorder is not None:
                     recorder.add(core)
