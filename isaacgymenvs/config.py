@@ -84,6 +84,12 @@ def resolve(cfg: DictConfig) -> DictConfig:
             "capture_video=True: the trainer never renders (that would slow it severalfold); "
             "record the policy with mode=play headless=True video=True instead."
         )
+    if cfg.enable_control_panel and cfg.headless and cfg.mode == "play":
+        raise UserError(
+            "enable_control_panel=True opens a window beside the player's and headless=True has none; "
+            "start the panel on a machine with a display: "
+            "python isaacgymenvs/checkpoint_control_panel.py --experiment=<run>."
+        )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
     if not isinstance(cfg.video_fps, int | float) or cfg.video_fps <= 0:

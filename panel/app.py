@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from isaacgymenvs import protocol
+from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
 
 
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run = protocol.resolve_experiment(args.train_dir, args.experiment)
+        display.require_display(
+            "checkpoint control panel", "run the panel on a machine with a display (it needs only the run directory)"
+        )
         from panel.catalog import run_info
 
         try:

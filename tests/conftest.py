@@ -127,6 +127,14 @@ class Lines:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
+    def rest(self, timeout: float = 10) -> str:
+        """Everything (seen and still to come) once the process has closed its output."""
+        try:
+            self.wait_for("\0never printed\0", timeout)
+        except AssertionError:
+            pass
+        return "\n".join(self.seen)
+
     def wait_for(self, text: str, timeout: float) -> str:
         """The first new line containing `text`; AssertionError with the output so far on timeout."""
         import queue

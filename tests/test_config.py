@@ -62,6 +62,7 @@ def test_test_true_is_play_mode():
         (["video_fps=0"], "video_fps=0 must be a positive number"),
         (["video_fps=fast"], "video_fps=fast must be a positive number"),
         (["train.params.config.torch_compile=fast"], "torch_compile=fast must be auto"),
+        (["mode=play", "headless=True", "enable_control_panel=True"], "headless=True has none; start the panel"),
     ],
 )
 def test_bad_input_is_one_sentence(overrides, fragment):
@@ -92,7 +93,11 @@ def test_cuda_without_gpu_is_refused():
         load_config(["sim_device=cuda:0"])
 
 
-@pytest.mark.parametrize("args", [["task=Dog"], ["mode=fly"], ["task=Ant", "num_envs=0"], ["checkpoint=missing.pth"]])
+@pytest.mark.parametrize(
+    "args",
+    [["task=Dog"], ["mode=fly"], ["task=Ant", "num_envs=0"], ["checkpoint=missing.pth"],
+     ["mode=play", "experiment=Ant", "headless=True", "enable_control_panel=True"]],
+)  # fmt: skip
 def test_cli_bad_input_exits_cleanly(args, tmp_path):
     result = run_cli(*args, cwd=tmp_path, timeout=120)
     assert result.returncode == 2

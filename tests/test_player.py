@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ import torch
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import Lines, cli_env, run_cli, start_cli
+from tests.conftest import Lines, cli_env, run_cli, spawn, start_cli
 
 # --- experiment resolution ---------------------------------------------------------------------
 
@@ -474,3 +475,27 @@ def test_waiting_window_says_what_it_waits_for_in_a_box_as_wide_as_its_text(qtbo
     window.finder.train_dir = tmp_path / "runs"
     qtbot.waitUntil(lambda: window.found is not None, timeout=5000)
     assert window.found.run == run and not window.isVisible()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (README: system packages)")
+def test_window_opens_on_a_real_x_server_and_sigterm_closes_it(trained_runs):
+    # Qt's real xcb platform, not offscreen: proves the README's system packages are enough.
+    parent, runs = trained_runs
+    number = 90 + os.getpid() % 100
+    xvfb = spawn(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], cwd=parent,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not Path(f"/tmp/.X11-unix/X{number}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    env = cli_env(DISPLAY=f":{number}", QT_QPA_PLATFORM=None, MUJOCO_GL=None, PYOPENGL_PLATFORM=None)
+    player = start_cli("mode=play", f"experiment={runs['Cartpole'].name}", "num_envs=2", "sim_device=cpu",
+                       "rl_device=cpu", cwd=parent, env=env)  # fmt: skip
+    lines = Lines(player)
+    lines.wait_for("Loaded latest.pth (epoch 3", 60)
+    time.sleep(1.0)  # some frames on screen
+    player.send_signal(signal.SIGTERM)
+    assert player.wait(timeout=30) == 0
+    out = lines.rest()
+    assert "Traceback" not in out and "could not load the Qt platform plugin" not in out
+    xvfb.terminate()

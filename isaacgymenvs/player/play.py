@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from isaacgymenvs import protocol
+from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.gl import require_headless_gl
 from isaacgymenvs.player.core import PlayerCore
@@ -125,14 +125,12 @@ def play_run(
     return finder.newer
 
 
+PLAYER_WINDOW_INSTEAD = "use headless=True (with video=True to record)"
+
+
 def require_display() -> None:
-    """A window needs a display; without one Qt would abort the process."""
-    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if not has_display and os.environ.get("QT_QPA_PLATFORM", "") not in ("offscreen", "minimal", "vnc", "eglfs"):
-        raise UserError(
-            "No display for the player window; use headless=True (with video=True to record), "
-            "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
-        )
+    """A window needs a display and Qt's platform libraries; without them Qt would abort the process."""
+    display.require_display("player window", PLAYER_WINDOW_INSTEAD)
 
 
 def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
