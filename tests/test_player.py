@@ -499,3 +499,22 @@ def test_window_opens_on_a_real_x_server_and_sigterm_closes_it(trained_runs):
     out = lines.rest()
     assert "Traceback" not in out and "could not load the Qt platform plugin" not in out
     xvfb.terminate()
+
+
+@pytest.mark.slow
+def test_a_restarted_player_says_it_keeps_an_earlier_manual_choice(trained_runs, tmp_path):
+    parent, runs = trained_runs
+    root = tmp_path / "runs" / runs["Cartpole"].name
+    shutil.copytree(runs["Cartpole"].root, root)  # the module's runs stay in auto for other tests
+    run = protocol.RunDir(root)
+    periodic = next(run.nn.glob("last_Cartpole_ep_3_*.pth"))
+    protocol.write_state(run, "manual", f"nn/{periodic.name}")
+    result = run_cli("mode=play", f"experiment={run.name}", "games_num=2", "num_envs=2", "sim_device=cpu",
+                     "rl_device=cpu", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        f"Starting in manual mode: showing nn/{periodic.name}, chosen earlier in runs/{run.name}/"
+        ".checkpoint_state.json; to follow latest.pth again press Auto in the control panel" in result.stdout
+    )
+    loaded = [line for line in result.stdout.splitlines() if line.startswith("Loaded ")]
+    assert loaded and all(periodic.name in line for line in loaded)  # never latest.pth first
