@@ -94,10 +94,18 @@ def resolve(cfg: DictConfig) -> DictConfig:
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
     if not isinstance(cfg.video_fps, int | float) or cfg.video_fps <= 0:
         raise UserError(f"video_fps={cfg.video_fps} must be a positive number of frames per second.")
+    if cfg.checkpoint_save_freq is None:
+        cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)
     if cfg.checkpoint_save_freq <= 0:
         raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def resolve_checkpoint_save_freq(cfg: DictConfig) -> int:
+    """The publish period for the simulation device: small on the CPU, where epochs are slow, so the
+    player shows a first policy within ~30 s; IsaacGymEnvs' 100 on a GPU."""
+    return int(cfg.checkpoint_save_freq_cpu if cfg.sim_device == "cpu" else cfg.checkpoint_save_freq_gpu)
 
 
 def multi_gpu_device() -> str:

@@ -186,3 +186,13 @@ def test_impossible_gl_backend_is_one_sentence():
     choose_gl_backend(environ, fake_libraries())
     with pytest.raises(UserError, match="^Rendering without a display needs EGL or OSMesa"):
         require_headless_gl(environ)
+
+
+def test_checkpoint_save_freq_defaults_per_device(monkeypatch):
+    # The CPU default shows a first policy within ~30 s; a GPU keeps IsaacGymEnvs' 100.
+    assert load_config(["sim_device=cpu", "rl_device=cpu"]).checkpoint_save_freq == 10
+    assert load_config(["sim_device=cpu", "checkpoint_save_freq_cpu=7"]).checkpoint_save_freq == 7
+    assert load_config(["sim_device=cpu", "checkpoint_save_freq=3"]).checkpoint_save_freq == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert load_config(["sim_device=cuda:0", "rl_device=cuda:0"]).checkpoint_save_freq == 100
