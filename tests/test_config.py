@@ -18,7 +18,7 @@ def test_compose_every_task(name, tmp_path):
     assert cfg.task.name == name and cfg.task_name == name
     assert cfg.train.params.config.name == name
     assert cfg.num_envs == cfg.task.env.numEnvsCpu == cfg.task.env.numEnvs
-    assert (cfg.mode, cfg.checkpoint_save_freq, cfg.checkpoint_reload_interval) == ("train", 100, 30)
+    assert (cfg.mode, cfg.checkpoint_save_freq, cfg.checkpoint_reload_interval) == ("train", 10, 30)  # CPU
     assert cfg.enable_control_panel is False
     from isaacgymenvs.protocol import RunDir
 
