@@ -425,6 +425,22 @@ class CheckpointRejected(Exception):
 
 
 COMPILED_PREFIX = "_orig_mod."
+# rl_games' periodic files: last_<Task>_ep_<N>_rew_<R>.pth, where R is printed from a float or a
+# one-element array (`rew__-10.04_`); the reward of that epoch is only in the name.
+RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e[-+]?\d+)?)_*\.pth$")
+# rl_games' "best so far" value before any episode finished.
+RL_GAMES_NO_REWARD = -1e9
+
+
+def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
+    """(epoch, mean reward) from an rl_games periodic checkpoint's file name; Nones for other names."""
+    named = RL_GAMES_NAME.search(name)
+    if named is None:
+        return None, None
+    try:
+        return int(named["epoch"]), float(named["reward"])
+    except ValueError:
+        return int(named["epoch"]), None
 
 
 def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
@@ -470,9 +486,17 @@ def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> Ch
         value = meta.get(key, ckpt.get(key))
         return cast(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    return CheckpointInfo(
-        path, model, number("epoch", int), number("frame", int), number("mean_reward", float), meta.get("task")
-    )
+    reward = _reward(path, meta, ckpt)
+    return CheckpointInfo(path, model, number("epoch", int), number("frame", int), reward, meta.get("task"))
+
+
+def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | None:
+    """The training reward a checkpoint stands for: our metadata, else the one in rl_games' file name,
+    else rl_games' best-so-far (which is the reward of its best file, nn/<Task>.pth)."""
+    for value in (meta.get("mean_reward"), rl_games_name_fields(path.name)[1], ckpt.get("last_mean_rewards")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > RL_GAMES_NO_REWARD:
+            return float(value)
+    return None
 
 
 # --- metrics.csv: one line per epoch, appended by the trainer (reward curve for the panel) ----

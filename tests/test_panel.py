@@ -96,9 +96,11 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     assert state.checkpoint == f"nn/{target.name}" and state.seq == 1
     qtbot.waitUntil(lambda: window.manual_button.isChecked(), timeout=3000)
 
+    assert window.selected_entry() == target
     window.auto_button.click()  # a stretched radio button only reacts to clicks on its label
     qtbot.waitUntil(lambda: protocol.read_state(run)[0].mode == "auto", timeout=5000)
     assert protocol.read_state(run)[0].seq == 2
+    assert window.selected_entry() is None and window.curve.selected is None  # no stale highlight after Auto
 
     assert "player not running" in window.current_label.text() or "loaded" in window.current_label.text()
     protocol.write_status(run, {"phase": "failed", "mode": "auto", "checkpoint": "latest.pth", "epoch": 6,

@@ -298,7 +298,11 @@ def test_state_file_switches_manual_and_back_to_auto_within_a_second(trained_run
         protocol.write_state(run, "manual", f"nn/{periodic.name}")
         step_until(core, lambda: core.follower.loaded.path.name == periodic.name, timeout=5)
         assert time.monotonic() - start < 1.0
+        # rl_games' own file: its reward (only in the name) reaches the HUD and the status the panel shows.
+        reward = float(periodic.name.split("_rew_")[1].strip("_.pth"))
+        assert f"training reward {reward:.1f}" in core.hud_lines()[1]
         step_until(core, lambda: (protocol.read_status(run) or {}).get("mode") == "manual")  # written by the follower
+        assert protocol.read_status(run)["reward"] == pytest.approx(reward)
         protocol.write_state(run, "auto")
         step_until(core, lambda: core.follower.loaded.path.name == "latest.pth", timeout=5)
     finally:
