@@ -432,6 +432,14 @@ RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e[-+]
 RL_GAMES_NO_REWARD = -1e9
 
 
+def checkpoint_epoch_hint(path: Path) -> int | None:
+    """A checkpoint's epoch without loading it: from rl_games' file name or, for latest.pth, latest.json."""
+    if path.name == LATEST_CHECKPOINT:
+        epoch = (read_manifest(path.with_name(LATEST_MANIFEST)) or {}).get("epoch")
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    return rl_games_name_fields(path.name)[0]
+
+
 def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
     """(epoch, mean reward) from an rl_games periodic checkpoint's file name; Nones for other names."""
     named = RL_GAMES_NAME.search(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -196,3 +198,26 @@ def test_checkpoint_save_freq_defaults_per_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert load_config(["sim_device=cuda:0", "rl_device=cuda:0"]).checkpoint_save_freq == 100
+
+
+def test_progress_shows_a_dash_before_the_first_episode_and_parses_back():
+    from isaacgymenvs.trainer.progress import format_progress, parse_progress
+
+    line = format_progress(3, 10, 1234.0, math.nan, 5.0, math.nan)
+    assert line == "epoch 3/10 | 1,234 env steps/s | mean episode reward - | elapsed 0:00:05 | ETA ?"
+    assert math.isnan(parse_progress(line).mean_reward)
+    assert parse_progress(format_progress(4, 10, 1.0, -12.345, 6.0, 9.0)).mean_reward == -12.35
+
+
+def test_rl_games_debug_prints_are_dropped_line_by_line(capsys):
+    from isaacgymenvs.console import quiet_rl_games
+
+    with quiet_rl_games():
+        print("build mlp:", 60)
+        print("RunningMeanStd: ", (60,))
+        print("epoch 1/2 | ", end="")
+        print("ours")
+        print("WARNING: Max epochs reached before any env terminated at least once")
+    assert capsys.readouterr().out == (
+        "epoch 1/2 | ours\nWARNING: Max epochs reached before any env terminated at least once\n"
+    )
