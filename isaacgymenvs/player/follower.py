@@ -168,7 +168,7 @@ class CheckpointFollower:
         last_poll = last_state = last_status = 0.0
         self._read_state()  # a choice saved by an earlier session applies from the first load
         self._announce_manual_start()
-        if self.loaded_identity is None:
+        if self.loaded_identity is None and self._failed_identity is None:  # not already tried for the state
             self._check(force=True)
         while not self._stop.is_set():
             self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
