@@ -65,9 +65,9 @@ class PlayerCore:
             head.append(f"Waiting for checkpoint {f.shown.path.name} ...")
         else:
             since = time.time() - (f.loaded_at or time.time())
-            reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "?"
+            reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "-"  # no episode finished yet
             head += [
-                f"{f.shown.mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '?'}",
+                f"{f.shown.mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '-'}",
                 f"training reward {reward}  reloaded {since:.0f} s ago",
             ]
         if f.error:
