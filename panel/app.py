@@ -8,6 +8,7 @@ import sys
 
 from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.signals import STOP_SIGNALS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = PanelWindow(run, info)
     window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    for signum in STOP_SIGNALS:  # Ctrl+C, kill (the player closing its panel) or a closed terminal
+        signal.signal(signum, lambda *_: window.close())
     return app.exec()
