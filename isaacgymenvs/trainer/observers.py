@@ -65,6 +65,8 @@ class ProgressObserver(AlgoObserver):
             self.start_epoch = self.algo.epoch_num - 1
 
     def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        if self.start_epoch is None:  # an agent that never calls after_steps: count from here
+            self.after_steps()
         now, algo = time.perf_counter(), self.algo
         frames = algo.frame  # rl_games passes the frame count of the previous epoch
         rate = (frames - self.last_frame) / max(now - self.last_time, 1e-9)
