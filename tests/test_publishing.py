@@ -127,7 +127,7 @@ class RecordingPublisher:
 
     def submit(self, state, metadata):
         self.epochs.append(metadata["epoch"])
-        self.metadata = metadata
+        self.metadata, self.state = metadata, state.state()
 
     def close(self):
         self.closed = True
@@ -150,6 +150,25 @@ def test_observer_publishes_every_n_epochs_and_at_the_end_on_rank_0(make_cfg, ru
         assert (meta["task"], meta["num_obs"], meta["num_actions"], meta["frame"]) == ("Cartpole", 4, 1, 700)
         assert meta["mean_reward"] == 12.5 and meta["network"]["units"] == [32, 32]
         assert meta["run"] == run.name and len(meta["config_hash"]) == 64 and meta["format_version"] == 1
+
+
+@pytest.mark.parametrize("stopped_in, expected", [("rollout", 6), ("update", 7)])
+def test_a_stop_mid_epoch_publishes_the_epoch_the_weights_belong_to(make_cfg, run, stopped_in, expected):
+    # rl_games has counted epoch 7 from the start of its rollout; until its update runs, the
+    # weights are still epoch 6's, and rl_games would resume from the epoch stored in the file.
+    publisher = RecordingPublisher()
+    observer = CheckpointObserver(make_cfg("Cartpole", "checkpoint_save_freq=100"), run, publisher)
+    algo = FakeAlgo(0)
+    observer.after_init(algo)
+    for epoch in range(1, 7):
+        algo.epoch_num = epoch
+        observer.after_steps()
+        observer.after_print_stats(0, epoch, 0.0)
+    algo.epoch_num = 7  # the signal arrives during epoch 7
+    if stopped_in == "update":
+        observer.after_steps()
+    observer.finish()
+    assert publisher.epochs == [expected] and publisher.state["epoch"] == expected
 
 
 def test_second_trainer_on_one_run_directory_is_refused(run):
@@ -274,6 +293,6 @@ def test_stop_signals_publish_the_final_policy(tmp_path, signum, message):
     (path,) = tmp_path.glob("runs/*/nn/latest.pth")
     final = torch.load(path, weights_only=True)["epoch"]
     printed = [int(m) for m in re.findall(r"^epoch (\d+)/", out, re.M)]
-    # The epoch last reported, or the one the signal interrupted (rl_games counts an epoch from its start).
+    # The epoch last reported, or the one whose update the signal interrupted.
     assert final >= 5 and max([last, *printed]) <= final <= max([last, *printed]) + 1
     assert check_published(path.parent) is None
