@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from isaacgymenvs import signals
+from isaacgymenvs.console import quiet_rl_games, silence_library_warnings
 from isaacgymenvs.errors import UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
@@ -22,23 +24,29 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    signals.raise_on_stop_signals()  # SIGTERM/SIGHUP end a run as cleanly as Ctrl+C
+    silence_library_warnings()
     try:
+        from isaacgymenvs.gl import choose_gl_backend
+
+        choose_gl_backend()  # before anything imports mujoco
         from isaacgymenvs.config import load_config, make_device_current
 
         cfg = load_config(argv)
         make_device_current(cfg)
-        if cfg.mode == "train":
-            from isaacgymenvs.trainer.train import train
+        with quiet_rl_games():
+            if cfg.mode == "train":
+                from isaacgymenvs.trainer.train import train
 
-            train(cfg)
-        else:
-            from isaacgymenvs.player.play import play
+                train(cfg)
+            else:
+                from isaacgymenvs.player.play import play
 
-            play(cfg, task_given=any(a.startswith("task=") for a in argv))
+                play(cfg, task_given=any(a.startswith("task=") for a in argv))
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(signals.describe(err), file=sys.stderr)
+        return signals.exit_code(err)
     return 0

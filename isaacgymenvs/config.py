@@ -98,14 +98,28 @@ def resolve(cfg: DictConfig) -> DictConfig:
             "capture_video=True: the trainer never renders (that would slow it severalfold); "
             "record the policy with mode=play headless=True video=True instead."
         )
+    if cfg.enable_control_panel and cfg.headless and cfg.mode == "play":
+        raise UserError(
+            "enable_control_panel=True opens a window beside the player's and headless=True has none; "
+            "start the panel on a machine with a display: "
+            "python isaacgymenvs/checkpoint_control_panel.py --experiment=<run>."
+        )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
     if not isinstance(cfg.video_fps, int | float) or cfg.video_fps <= 0:
         raise UserError(f"video_fps={cfg.video_fps} must be a positive number of frames per second.")
+    if cfg.checkpoint_save_freq is None:
+        cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)
     if cfg.checkpoint_save_freq <= 0:
         raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def resolve_checkpoint_save_freq(cfg: DictConfig) -> int:
+    """The publish period for the simulation device: small on the CPU, where epochs are slow, so the
+    player shows a first policy within ~30 s; IsaacGymEnvs' 100 on a GPU."""
+    return int(cfg.checkpoint_save_freq_cpu if cfg.sim_device == "cpu" else cfg.checkpoint_save_freq_gpu)
 
 
 def multi_gpu_device() -> str:

@@ -232,19 +232,82 @@ def list_runs(train_dir: str | Path) -> list[RunDir]:
     return [RunDir(p) for p in sorted(runs, key=created, reverse=True)]
 
 
+@dataclass(frozen=True)
+class RunMatch:
+    """The run `experiment=` chose, how it matched, and every other run that matched too."""
+
+    run: RunDir
+    how: str  # "exact", "prefix", "starts with", "starts with (any case)" or "contains (any case)"
+    others: tuple[RunDir, ...]
+
+    @property
+    def exact(self) -> bool:
+        """An exact run name never switches to another run; a partial one follows the newest."""
+        return self.how == "exact"
+
+    def describe(self, experiment: str) -> str:
+        """One line for the console: the run chosen, why, and how many others matched."""
+        if self.exact:
+            return f"run {self.run.name}"
+        why = {
+            "prefix": f"newest run named {experiment}_<time>",
+            "starts with": f"newest run whose name starts with '{experiment}'",
+            "starts with (any case)": f"newest run whose name starts with '{experiment}' in any case",
+            "contains (any case)": f"newest run whose name contains '{experiment}' (no name starts with it)",
+        }[self.how]
+        others = f"{len(self.others)} other run{'s' if len(self.others) != 1 else ''} matched"
+        shown = ", ".join(r.name for r in self.others[:3]) + (", ..." if len(self.others) > 3 else "")
+        return f"run {self.run.name} ({why}; {others}{': ' + shown if shown else ''})"
+
+
+def _match_tiers(experiment: str) -> list[tuple[str, Callable[[str], bool]]]:
+    """The matching rules, best first (see docs/protocol.md)."""
+    low = experiment.lower()
+
+    def prefix(name: str) -> bool:
+        match = RUN_NAME_RE.match(name)
+        return match is not None and match["prefix"] == experiment
+
+    return [
+        ("prefix", prefix),
+        ("starts with", lambda name: name.startswith(experiment)),
+        ("starts with (any case)", lambda name: name.lower().startswith(low)),
+        ("contains (any case)", lambda name: low in name.lower()),
+    ]
+
+
+def match_experiment(
+    train_dir: str | Path, experiment: str, usable: Callable[[RunDir], bool] = lambda run: True
+) -> RunMatch | None:
+    """The run `experiment` names: an exact run name, else the newest run of the best matching rule.
+
+    Rules, best first: the name is `<experiment>_<timestamp>` (what `experiment=X` in training
+    creates); the name starts with `experiment`; starts with it in any case; contains it in any
+    case. Newest means the timestamp in the name, never string order. `usable` filters runs that
+    are not ready (a player needs params/config.yaml).
+    """
+    exact = RunDir(Path(train_dir) / experiment)
+    if experiment and "/" not in experiment and exact.nn.is_dir() and usable(exact):
+        return RunMatch(exact, "exact", ())
+    runs = [r for r in list_runs(train_dir) if usable(r)]
+    matched = [r for r in runs if experiment.lower() in r.name.lower()]
+    for how, rule in _match_tiers(experiment):
+        chosen = next((r for r in runs if rule(r.name)), None)
+        if chosen is not None:
+            return RunMatch(chosen, how, tuple(r for r in matched if r != chosen))
+    return None
+
+
 def resolve_experiment(train_dir: str | Path, experiment: str) -> RunDir:
-    """An exact run-directory name, or the newest run whose name contains `experiment`."""
+    """The run `experiment` names (see `match_experiment`); a one-sentence UserError if none."""
     runs = list_runs(train_dir)
     recent = ", ".join(r.name for r in runs[:5]) or f"none in {train_dir}/"
     if not experiment:
         raise UserError(f"Play mode needs experiment=<run name or part of it>; most recent runs: {recent}.")
-    exact = Path(train_dir) / experiment
-    if (exact / "nn").is_dir():
-        return RunDir(exact)
-    matches = [r for r in runs if experiment in r.name]
-    if not matches:
+    match = match_experiment(train_dir, experiment)
+    if match is None:
         raise UserError(f"No run in {train_dir}/ matches experiment={experiment}; candidates: {recent}.")
-    return matches[0]
+    return match.run
 
 
 # --- the state file: what the player should show (written by the panel) ----------------------
@@ -362,6 +425,30 @@ class CheckpointRejected(Exception):
 
 
 COMPILED_PREFIX = "_orig_mod."
+# rl_games' periodic files: last_<Task>_ep_<N>_rew_<R>.pth, where R is printed from a float or a
+# one-element array (`rew__-10.04_`); the reward of that epoch is only in the name.
+RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e[-+]?\d+)?)_*\.pth$")
+# rl_games' "best so far" value before any episode finished.
+RL_GAMES_NO_REWARD = -1e9
+
+
+def checkpoint_epoch_hint(path: Path) -> int | None:
+    """A checkpoint's epoch without loading it: from rl_games' file name or, for latest.pth, latest.json."""
+    if path.name == LATEST_CHECKPOINT:
+        epoch = (read_manifest(path.with_name(LATEST_MANIFEST)) or {}).get("epoch")
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    return rl_games_name_fields(path.name)[0]
+
+
+def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
+    """(epoch, mean reward) from an rl_games periodic checkpoint's file name; Nones for other names."""
+    named = RL_GAMES_NAME.search(name)
+    if named is None:
+        return None, None
+    try:
+        return int(named["epoch"]), float(named["reward"])
+    except ValueError:
+        return int(named["epoch"]), None
 
 
 def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
@@ -407,9 +494,17 @@ def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> Ch
         value = meta.get(key, ckpt.get(key))
         return cast(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    return CheckpointInfo(
-        path, model, number("epoch", int), number("frame", int), number("mean_reward", float), meta.get("task")
-    )
+    reward = _reward(path, meta, ckpt)
+    return CheckpointInfo(path, model, number("epoch", int), number("frame", int), reward, meta.get("task"))
+
+
+def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | None:
+    """The training reward a checkpoint stands for: our metadata, else the one in rl_games' file name,
+    else rl_games' best-so-far (which is the reward of its best file, nn/<Task>.pth)."""
+    for value in (meta.get("mean_reward"), rl_games_name_fields(path.name)[1], ckpt.get("last_mean_rewards")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > RL_GAMES_NO_REWARD:
+            return float(value)
+    return None
 
 
 # --- metrics.csv: one line per epoch, appended by the trainer (reward curve for the panel) ----

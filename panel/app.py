@@ -6,8 +6,9 @@ import argparse
 import signal
 import sys
 
-from isaacgymenvs import protocol
+from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.signals import STOP_SIGNALS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run = protocol.resolve_experiment(args.train_dir, args.experiment)
+        display.require_display(
+            "checkpoint control panel", "run the panel on a machine with a display (it needs only the run directory)"
+        )
         from panel.catalog import run_info
 
         try:
@@ -33,6 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = PanelWindow(run, info)
     window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    for signum in STOP_SIGNALS:  # Ctrl+C, kill (the player closing its panel) or a closed terminal
+        signal.signal(signum, lambda *_: window.close())
     return app.exec()

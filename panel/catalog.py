@@ -8,7 +8,6 @@ size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
 from isaacgymenvs.tasks import TASKS
 
-RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e-?\d+)?)_*\.pth$")
 STALE_HEARTBEAT_SECONDS = 3.0
 
 
@@ -101,13 +99,9 @@ class CheckpointCatalog:
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)
-        named = RL_GAMES_NAME.search(path.name)
-        if named:  # rl_games' periodic files carry the epoch and that epoch's reward in the name
-            epoch = int(named["epoch"])
-            try:
-                reward = float(named["reward"])
-            except ValueError:
-                pass
+        named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
+        epoch = named_epoch if named_epoch is not None else epoch
+        reward = named_reward if named_reward is not None else reward
         return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)
 
 

@@ -247,7 +247,7 @@ class PanelWindow(QWidget):
             self.modes.addButton(button)
             row.addWidget(button)
         self.auto_button.setChecked(True)
-        self.auto_button.clicked.connect(lambda: self.request_write.emit(protocol.MODE_AUTO, ""))
+        self.auto_button.clicked.connect(self.choose_auto)
         self.manual_button.clicked.connect(self.load_selected)
         layout.addWidget(mode_box)
 
@@ -318,6 +318,13 @@ class PanelWindow(QWidget):
     def selected_entry(self) -> CheckpointEntry | None:
         rows = self.table.selectionModel().selectedRows()
         return self.table_model.entries[rows[0].row()] if rows else None
+
+    def choose_auto(self) -> None:
+        """Follow latest.pth; the list's highlight goes too, since no chosen checkpoint is shown any more."""
+        self.request_write.emit(protocol.MODE_AUTO, "")
+        self.table.clearSelection()
+        self.curve.selected = None
+        self.curve.update()
 
     def load_selected(self) -> None:
         entry = self.selected_entry()

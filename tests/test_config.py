@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ def test_compose_every_task(name, tmp_path):
     assert cfg.task.name == name and cfg.task_name == name
     assert cfg.train.params.config.name == name
     assert cfg.num_envs == cfg.task.env.numEnvsCpu == cfg.task.env.numEnvs
-    assert (cfg.mode, cfg.checkpoint_save_freq, cfg.checkpoint_reload_interval) == ("train", 100, 30)
+    assert (cfg.mode, cfg.checkpoint_save_freq, cfg.checkpoint_reload_interval) == ("train", 10, 30)  # CPU
     assert cfg.enable_control_panel is False
     from isaacgymenvs.protocol import RunDir
 
@@ -62,6 +64,7 @@ def test_test_true_is_play_mode():
         (["video_fps=0"], "video_fps=0 must be a positive number"),
         (["video_fps=fast"], "video_fps=fast must be a positive number"),
         (["train.params.config.torch_compile=fast"], "torch_compile=fast must be auto"),
+        (["mode=play", "headless=True", "enable_control_panel=True"], "headless=True has none; start the panel"),
     ],
 )
 def test_bad_input_is_one_sentence(overrides, fragment):
@@ -96,7 +99,11 @@ def test_cuda_without_gpu_is_refused():
         load_config(["sim_device=cuda:0"])
 
 
-@pytest.mark.parametrize("args", [["task=Dog"], ["mode=fly"], ["task=Ant", "num_envs=0"], ["checkpoint=missing.pth"]])
+@pytest.mark.parametrize(
+    "args",
+    [["task=Dog"], ["mode=fly"], ["task=Ant", "num_envs=0"], ["checkpoint=missing.pth"],
+     ["mode=play", "experiment=Ant", "headless=True", "enable_control_panel=True"]],
+)  # fmt: skip
 def test_cli_bad_input_exits_cleanly(args, tmp_path):
     result = run_cli(*args, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
@@ -153,3 +160,68 @@ def test_the_process_gpu_becomes_torchs_current_device(monkeypatch, sim, rl, exp
     monkeypatch.setattr(config.torch.cuda, "set_device", lambda device: chosen.append(str(device)))
     config.make_device_current(OmegaConf.create({"sim_device": sim, "rl_device": rl}))
     assert chosen == ([expected] if expected else [])
+
+
+def fake_libraries(*present: str):
+    return lambda name: f"lib{name}.so.1" if name in present else None
+
+
+@pytest.mark.parametrize(
+    "environ, present, backend",
+    [
+        ({}, ("EGL", "OSMesa"), "egl"),  # no display: EGL (Mesa on a CPU, NVIDIA's on a GPU)
+        ({}, ("OSMesa",), "osmesa"),
+        ({"DISPLAY": ":0"}, ("EGL",), None),  # a display: MuJoCo's default GLFW
+        ({"MUJOCO_GL": "glfw"}, ("EGL",), "glfw"),  # the user's choice wins
+        ({}, (), None),
+    ],
+)
+def test_gl_backend_is_chosen_before_mujoco_is_imported(environ, present, backend):
+    from isaacgymenvs.gl import choose_gl_backend
+
+    assert choose_gl_backend(environ, fake_libraries(*present)) == backend
+    assert environ.get("MUJOCO_GL") == backend
+
+
+def test_impossible_gl_backend_is_one_sentence():
+    from isaacgymenvs.gl import choose_gl_backend, require_headless_gl
+
+    with pytest.raises(UserError, match="MUJOCO_GL=egl but libEGL is not installed; install EGL"):
+        choose_gl_backend({"MUJOCO_GL": "egl"}, fake_libraries())
+    environ: dict[str, str] = {}
+    choose_gl_backend(environ, fake_libraries())
+    with pytest.raises(UserError, match="^Rendering without a display needs EGL or OSMesa"):
+        require_headless_gl(environ)
+
+
+def test_checkpoint_save_freq_defaults_per_device(monkeypatch):
+    # The CPU default shows a first policy within ~30 s; a GPU keeps IsaacGymEnvs' 100.
+    assert load_config(["sim_device=cpu", "rl_device=cpu"]).checkpoint_save_freq == 10
+    assert load_config(["sim_device=cpu", "checkpoint_save_freq_cpu=7"]).checkpoint_save_freq == 7
+    assert load_config(["sim_device=cpu", "checkpoint_save_freq=3"]).checkpoint_save_freq == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert load_config(["sim_device=cuda:0", "rl_device=cuda:0"]).checkpoint_save_freq == 100
+
+
+def test_progress_shows_a_dash_before_the_first_episode_and_parses_back():
+    from isaacgymenvs.trainer.progress import format_progress, parse_progress
+
+    line = format_progress(3, 10, 1234.0, math.nan, 5.0, math.nan)
+    assert line == "epoch 3/10 | 1,234 env steps/s | mean episode reward - | elapsed 0:00:05 | ETA ?"
+    assert math.isnan(parse_progress(line).mean_reward)
+    assert parse_progress(format_progress(4, 10, 1.0, -12.345, 6.0, 9.0)).mean_reward == -12.35
+
+
+def test_rl_games_debug_prints_are_dropped_line_by_line(capsys):
+    from isaacgymenvs.console import quiet_rl_games
+
+    with quiet_rl_games():
+        print("build mlp:", 60)
+        print("RunningMeanStd: ", (60,))
+        print("epoch 1/2 | ", end="")
+        print("ours")
+        print("WARNING: Max epochs reached before any env terminated at least once")
+    assert capsys.readouterr().out == (
+        "epoch 1/2 | ours\nWARNING: Max epochs reached before any env terminated at least once\n"
+    )

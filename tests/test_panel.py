@@ -6,14 +6,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from isaacgymenvs import protocol
-from tests.conftest import REPO, run_cli, start_cli
+from tests.conftest import REPO, run_cli, run_command, start_cli
 
 pytest.importorskip("pytestqt")
 
@@ -97,9 +96,11 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     assert state.checkpoint == f"nn/{target.name}" and state.seq == 1
     qtbot.waitUntil(lambda: window.manual_button.isChecked(), timeout=3000)
 
+    assert window.selected_entry() == target
     window.auto_button.click()  # a stretched radio button only reacts to clicks on its label
     qtbot.waitUntil(lambda: protocol.read_state(run)[0].mode == "auto", timeout=5000)
     assert protocol.read_state(run)[0].seq == 2
+    assert window.selected_entry() is None and window.curve.selected is None  # no stale highlight after Auto
 
     assert "player not running" in window.current_label.text() or "loaded" in window.current_label.text()
     protocol.write_status(run, {"phase": "failed", "mode": "auto", "checkpoint": "latest.pth", "epoch": 6,
@@ -135,8 +136,8 @@ def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [([], "needs experiment="), (["--experiment=Nope"], "No run in")])
 def test_panel_cli_errors_are_one_sentence(args, fragment, tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = run_command([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
+                         cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -6,9 +6,9 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import ENTRY, run_cli, start_cli
+from tests.conftest import Lines, cli_env, run_cli, spawn, start_cli
 
 # --- experiment resolution ---------------------------------------------------------------------
 
@@ -42,6 +42,64 @@ def test_experiment_missing_or_unmatched_is_one_sentence(tmp_path):
         protocol.resolve_experiment(runs, "")
     with pytest.raises(UserError, match=r"No run .* matches experiment=Dog; candidates: Ant_2026"):
         protocol.resolve_experiment(runs, "Dog")
+
+
+def test_matching_prefers_the_trainers_prefix_then_starts_with_then_any_case(tmp_path):
+    runs = make_runs(tmp_path, "AntWatch_2026-09-01_00-00-00", "Ant_2026-01-01_00-00-00",
+                     "my_ant_experiment_2026-10-01_00-00-00", "ant_lower_2026-08-01_00-00-00")  # fmt: skip
+    # experiment=Ant trains Ant_<time>: that run wins over the newer AntWatch_ one.
+    match = protocol.match_experiment(runs, "Ant")
+    assert (match.run.name, match.how) == ("Ant_2026-01-01_00-00-00", "prefix")
+    assert sorted(r.name for r in match.others) == [
+        "AntWatch_2026-09-01_00-00-00", "ant_lower_2026-08-01_00-00-00", "my_ant_experiment_2026-10-01_00-00-00"
+    ]  # fmt: skip
+    assert match.describe("Ant").startswith(
+        "run Ant_2026-01-01_00-00-00 (newest run named Ant_<time>; 3 other runs matched: "
+    )
+    assert protocol.match_experiment(runs, "AntW").run.name == "AntWatch_2026-09-01_00-00-00"
+    # Case-sensitive first: 'ant' picks ant_lower over the newer AntWatch_ and my_ant_experiment_.
+    match = protocol.match_experiment(runs, "ant")
+    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with")
+    match = protocol.match_experiment(runs, "antw")
+    assert (match.run.name, match.how) == ("AntWatch_2026-09-01_00-00-00", "starts with (any case)")
+    match = protocol.match_experiment(runs, "ANT_L")
+    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with (any case)")
+    match = protocol.match_experiment(runs, "EXPERIMENT")
+    assert (match.run.name, match.how, match.others) == ("my_ant_experiment_2026-10-01_00-00-00",
+                                                         "contains (any case)", ())  # fmt: skip
+    assert "0 other runs matched)" in match.describe("EXPERIMENT")
+    assert protocol.match_experiment(runs, "Ant_2026-01-01_00-00-00").exact
+
+
+def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp_path):
+    from isaacgymenvs.player import runs as player_runs
+
+    def new_run(name):
+        (tmp_path / name / "nn").mkdir(parents=True)
+        (tmp_path / name / "params").mkdir()
+        (tmp_path / name / "params" / "config.yaml").write_text("{}")
+
+    new_run("Cartpole_2026-01-01_00-00-00")
+    (tmp_path / "Cartpole_2026-03-01_00-00-00" / "nn").mkdir(parents=True)  # newer, but no config yet
+    logs = []
+    partial, exact = player_runs.RunFinder(tmp_path, "Cart", logs.append), player_runs.RunFinder(
+        tmp_path, "Cartpole_2026-01-01_00-00-00", logs.append
+    )
+    assert partial.find().run.name == exact.find().run.name == "Cartpole_2026-01-01_00-00-00"
+    partial.watch(partial.find())
+    exact.watch(exact.find())
+    try:
+        new_run("Cartpole_2026-02-01_00-00-00")
+        deadline = time.monotonic() + 10
+        while partial.newer is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert partial.newer.run.name == "Cartpole_2026-02-01_00-00-00"
+        assert logs == ["A newer run matching 'Cart' started: switching to Cartpole_2026-02-01_00-00-00"]
+        time.sleep(2.5 * player_runs.POLL_SECONDS)
+        assert exact.newer is None
+    finally:
+        partial.stop()
+        exact.stop()
 
 
 # --- state file ----------------------------------------------------------------------------------
@@ -240,7 +298,11 @@ def test_state_file_switches_manual_and_back_to_auto_within_a_second(trained_run
         protocol.write_state(run, "manual", f"nn/{periodic.name}")
         step_until(core, lambda: core.follower.loaded.path.name == periodic.name, timeout=5)
         assert time.monotonic() - start < 1.0
+        # rl_games' own file: its reward (only in the name) reaches the HUD and the status the panel shows.
+        reward = float(periodic.name.split("_rew_")[1].strip("_.pth"))
+        assert f"training reward {reward:.1f}" in core.hud_lines()[1]
         step_until(core, lambda: (protocol.read_status(run) or {}).get("mode") == "manual")  # written by the follower
+        assert protocol.read_status(run)["reward"] == pytest.approx(reward)
         protocol.write_state(run, "auto")
         step_until(core, lambda: core.follower.loaded.path.name == "latest.pth", timeout=5)
     finally:
@@ -252,29 +314,65 @@ def test_state_file_switches_manual_and_back_to_auto_within_a_second(trained_run
 
 @pytest.mark.slow
 def test_player_reloads_while_the_trainer_publishes(tmp_path):
-    trainer = start_cli("task=Cartpole", "num_envs=64", "max_iterations=150", "checkpoint_save_freq=25",
-                        "sim_device=cpu", "rl_device=cpu", "experiment=live", cwd=tmp_path,
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    while not list(tmp_path.glob("runs/live_*/params/config.yaml")):
-        assert trainer.poll() is None
-        time.sleep(0.05)
+    # Trains only until the player has swapped in three policies, then stops the trainer (SIGTERM
+    # publishes its last epoch) and checks the player ends on exactly that one.
     player = start_cli("mode=play", "experiment=live", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
                        "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)  # fmt: skip
-    assert trainer.wait(timeout=300) == 0
-    time.sleep(2.0)
+    lines = Lines(player)
+    lines.wait_for("Waiting for a run matching 'live'", 60)
+    trainer = start_cli("task=Cartpole", "num_envs=32", "max_iterations=100000", "checkpoint_save_freq=5",
+                        "sim_device=cpu", "rl_device=cpu", "experiment=live", cwd=tmp_path,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+    def next_loaded_epoch() -> int:
+        return int(re.search(r"\(epoch (\d+)", lines.wait_for("Loaded latest.pth (epoch", 120))[1])
+
+    epochs = [next_loaded_epoch() for _ in range(3)]
+    trainer.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=60) == 128 + signal.SIGTERM
+    (manifest,) = tmp_path.glob("runs/live_*/nn/latest.json")
+    final = json.loads(manifest.read_text())["epoch"]
+    while epochs[-1] != final:
+        epochs.append(next_loaded_epoch())
+    assert epochs == sorted(set(epochs)), epochs  # each policy once, never an older one after a newer
     player.send_signal(signal.SIGINT)
-    out, _ = player.communicate(timeout=60)
-    assert player.returncode == 0, out[-2000:]
-    assert "Traceback" not in out
-    epochs = [int(e) for e in re.findall(r"^Loaded latest\.pth \(epoch (\d+)", out, re.M)]
-    assert len(epochs) >= 2 and epochs == sorted(epochs) and len(set(epochs)) == len(epochs), out[-3000:]
-    assert epochs[-1] == 150
+    assert player.wait(timeout=30) == 0
+    assert "Traceback" not in lines.rest()
 
 
 # --- what a person sees ----------------------------------------------------------------------------
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_player_started_first_waits_then_follows_and_moves_to_a_newer_run(tmp_path):
+    # Two terminals opened in the natural order: the player first, then the trainer; later a rerun.
+    player = start_cli("mode=play", "experiment=Cart", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
+                       "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)  # fmt: skip
+    lines = Lines(player)
+    assert lines.wait_for("Waiting", 60) == "Waiting for a run matching 'Cart' in runs/ ..."
+    train = ("task=Cartpole", "num_envs=32", "max_iterations=6", "checkpoint_save_freq=2", "sim_device=cpu",
+             "rl_device=cpu")  # fmt: skip
+    assert run_cli(*train, cwd=tmp_path, timeout=120).returncode == 0
+    (first,) = (tmp_path / "runs").iterdir()
+    playing = lines.wait_for("Playing run", 60)
+    assert playing.startswith(f"Playing run {first.name} (newest run whose name starts with 'Cart'; 0 other runs")
+    lines.wait_for("Loaded latest.pth (epoch 6", 60)
+    assert run_cli(*train, cwd=tmp_path, timeout=120).returncode == 0
+    (second,) = {p.name for p in (tmp_path / "runs").iterdir()} - {first.name}
+    assert lines.wait_for("A newer run", 30) == f"A newer run matching 'Cart' started: switching to {second}"
+    assert lines.wait_for("Playing run", 60).startswith(f"Playing run {second} (newest run whose name starts with "
+                                                        f"'Cart'; 1 other run matched: {first.name})")  # fmt: skip
+    lines.wait_for("Loaded latest.pth (epoch 6", 60)
+    status = lambda: protocol.read_status(protocol.RunDir(tmp_path / "runs" / second)) or {}  # noqa: E731
+    deadline = time.monotonic() + 10
+    while status().get("phase") != "loaded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status().get("phase") == "loaded"
+    player.send_signal(signal.SIGTERM)
+    assert player.wait(timeout=30) == 0
+
+
 def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
     pytest.importorskip("PySide6")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -310,9 +408,8 @@ def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
 
 
 def test_window_without_a_display_is_one_sentence(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    result = subprocess.run([sys.executable, str(ENTRY), "mode=play", "experiment=Ant"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = cli_env(DISPLAY=None, WAYLAND_DISPLAY=None, QT_QPA_PLATFORM=None)
+    result = run_cli("mode=play", "experiment=Ant", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "Error: No display for the player window; use headless=True (with video=True to record), "
@@ -338,15 +435,17 @@ def test_evaluation_writes_the_returns_of_games_num_episodes(trained_runs):
 def test_headless_video_records_mp4_clips(trained_runs):
     parent, runs = trained_runs
     run = runs["Cartpole"]
+    # As on a fresh headless machine: no display and no MUJOCO_GL; the player picks EGL by itself.
+    env = cli_env(MUJOCO_GL=None, PYOPENGL_PLATFORM=None, DISPLAY=None, WAYLAND_DISPLAY=None)
     player = start_cli("mode=play", f"experiment={run.name}", "headless=True", "video=True", "video_length=30",
-                       "num_envs=2", "sim_device=cpu", "rl_device=cpu", cwd=parent)  # fmt: skip
+                       "num_envs=2", "sim_device=cpu", "rl_device=cpu", cwd=parent, env=env)  # fmt: skip
     deadline = time.monotonic() + 60
     while len(list((run.root / "videos").glob("*.mp4"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)  # 30 frames at 60 fps: let the next clip start so the first one is closed
-    player.send_signal(signal.SIGINT)
+    player.send_signal(signal.SIGTERM)  # what `kill` sends: as clean as Ctrl+C
     out, _ = player.communicate(timeout=60)
-    assert player.returncode == 0 and "Traceback" not in out, out[-2000:]
+    assert player.returncode == 0 and "Traceback" not in out and "Player stopped." in out, out[-2000:]
     clips = sorted((run.root / "videos").glob("*.mp4"))
     assert len(clips) >= 2 and all("_epoch3" in c.name for c in clips)
     first = clips[0].read_bytes()
@@ -358,6 +457,84 @@ def test_headless_video_records_mp4_clips(trained_runs):
     frames = sum(1 for _ in reader)
     # Cartpole steps at 60 Hz: video_fps=30 (the default) takes every other step and plays in real time.
     assert meta["fps"] == 30 and frames == 30, (meta, frames)
-    # Ctrl+C ended the last clip mid-recording: it is still a finished, readable MP4.
+    # SIGTERM ended the last clip mid-recording: it is still a finished, readable MP4.
     last = imageio_ffmpeg.read_frames(str(clips[-1]))
     assert next(last)["fps"] == 30 and 0 < sum(1 for _ in last) <= 30
+
+
+def test_waiting_window_says_what_it_waits_for_in_a_box_as_wide_as_its_text(qtbot, tmp_path):
+    import numpy as np
+
+    from isaacgymenvs.player.runs import RunFinder
+    from isaacgymenvs.player.viewer import WaitingWindow
+
+    experiment = "Ant_with_a_rather_long_experiment_name_that_makes_the_line_wider_than_the_old_box"
+    window = WaitingWindow(RunFinder("runs", experiment))
+    qtbot.addWidget(window)
+    window.resize(1400, 300)
+    window.show()
+    assert window.hud_lines()[0] == f"Waiting for a run matching '{experiment}' in runs/ ..."
+    image = window.grab().toImage()
+    image.save(str(tmp_path / "waiting.png"))
+    pixels = np.array([[image.pixelColor(x, y).red() for x in range(image.width())] for y in range(0, 60)])
+    text_right = max(x for x in range(pixels.shape[1]) if (pixels[:, x] > 200).any())
+    box_right = max(x for x in range(pixels.shape[1]) if pixels[10, x] < 20)  # the darkened box, background is 30
+    assert text_right > 760 and box_right > text_right  # the old fixed 760-pixel box cut this line
+    # The run appears: the window closes and hands it over.
+    run = protocol.create_run_dir(tmp_path / "runs", experiment)
+    run.config_file.write_text("{}")
+    window.finder.train_dir = tmp_path / "runs"
+    qtbot.waitUntil(lambda: window.found is not None, timeout=5000)
+    assert window.found.run == run and not window.isVisible()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (README: system packages)")
+def test_window_opens_on_a_real_x_server_and_sigterm_closes_it(trained_runs):
+    # Qt's real xcb platform, not offscreen: proves the README's system packages are enough.
+    parent, runs = trained_runs
+    number = 90 + os.getpid() % 100
+    xvfb = spawn(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"], cwd=parent,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not Path(f"/tmp/.X11-unix/X{number}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    env = cli_env(DISPLAY=f":{number}", QT_QPA_PLATFORM=None, MUJOCO_GL=None, PYOPENGL_PLATFORM=None)
+    player = start_cli("mode=play", f"experiment={runs['Cartpole'].name}", "num_envs=2", "sim_device=cpu",
+                       "rl_device=cpu", cwd=parent, env=env)  # fmt: skip
+    lines = Lines(player)
+    lines.wait_for("Loaded latest.pth (epoch 3", 60)
+    time.sleep(1.0)  # some frames on screen
+    player.send_signal(signal.SIGTERM)
+    assert player.wait(timeout=30) == 0
+    out = lines.rest()
+    assert "Traceback" not in out and "could not load the Qt platform plugin" not in out
+    xvfb.terminate()
+
+
+@pytest.mark.slow
+def test_a_restarted_player_says_it_keeps_an_earlier_manual_choice(trained_runs, tmp_path):
+    parent, runs = trained_runs
+    root = tmp_path / "runs" / runs["Cartpole"].name
+    shutil.copytree(runs["Cartpole"].root, root)  # the module's runs stay in auto for other tests
+    run = protocol.RunDir(root)
+    periodic = next(run.nn.glob("last_Cartpole_ep_3_*.pth"))
+    protocol.write_state(run, "manual", f"nn/{periodic.name}")
+    result = run_cli("mode=play", f"experiment={run.name}", "games_num=2", "num_envs=2", "sim_device=cpu",
+                     "rl_device=cpu", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        f"Starting in manual mode: showing nn/{periodic.name}, chosen earlier in runs/{run.name}/"
+        ".checkpoint_state.json; to follow latest.pth again press Auto in the control panel" in result.stdout
+    )
+    loaded = [line for line in result.stdout.splitlines() if line.startswith("Loaded ")]
+    assert loaded and all(periodic.name in line for line in loaded)  # never latest.pth first
+
+
+def test_q_moves_the_camera_up_and_e_down_as_in_the_seed():
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import Qt
+
+    from isaacgymenvs.player.viewer import MOVE_KEYS
+
+    assert MOVE_KEYS[Qt.Key_Q] == (0, 0, 1) and MOVE_KEYS[Qt.Key_E] == (0, 0, -1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ from benchmarks.publish_torture import check_published, run_trials
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublisher, to_plain_cpu
-from tests.conftest import start_cli
+from tests.conftest import spawn, start_cli
 
 
 @pytest.fixture
@@ -125,7 +127,7 @@ class RecordingPublisher:
 
     def submit(self, state, metadata):
         self.epochs.append(metadata["epoch"])
-        self.metadata = metadata
+        self.metadata, self.state = metadata, state.state()
 
     def close(self):
         self.closed = True
@@ -150,16 +152,35 @@ def test_observer_publishes_every_n_epochs_and_at_the_end_on_rank_0(make_cfg, ru
         assert meta["run"] == run.name and len(meta["config_hash"]) == 64 and meta["format_version"] == 1
 
 
+@pytest.mark.parametrize("stopped_in, expected", [("rollout", 6), ("update", 7)])
+def test_a_stop_mid_epoch_publishes_the_epoch_the_weights_belong_to(make_cfg, run, stopped_in, expected):
+    # rl_games has counted epoch 7 from the start of its rollout; until its update runs, the
+    # weights are still epoch 6's, and rl_games would resume from the epoch stored in the file.
+    publisher = RecordingPublisher()
+    observer = CheckpointObserver(make_cfg("Cartpole", "checkpoint_save_freq=100"), run, publisher)
+    algo = FakeAlgo(0)
+    observer.after_init(algo)
+    for epoch in range(1, 7):
+        algo.epoch_num = epoch
+        observer.after_steps()
+        observer.after_print_stats(0, epoch, 0.0)
+    algo.epoch_num = 7  # the signal arrives during epoch 7
+    if stopped_in == "update":
+        observer.after_steps()
+    observer.finish()
+    assert publisher.epochs == [expected] and publisher.state["epoch"] == expected
+
+
 def test_second_trainer_on_one_run_directory_is_refused(run):
-    holder = subprocess.Popen(
+    holder = spawn(
         [
             sys.executable,
             "-c",
             f"from filelock import FileLock; l = FileLock({str(run.trainer_lock)!r}); "
             "l.acquire(); print('held', flush=True); import time; time.sleep(60)",
         ],
+        cwd=run.root,
         stdout=subprocess.PIPE,
-        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -172,14 +193,14 @@ def test_second_trainer_on_one_run_directory_is_refused(run):
 
 
 @pytest.mark.slow
-def test_sigkill_torture_30_kills():
-    failures = run_trials(kills=30, parallel=2, seed=1)
+def test_sigkill_torture_16_kills():
+    failures = run_trials(kills=16, parallel=2, seed=1)  # 500 in benchmarks/publish_torture.py
     assert failures == []
 
 
 @pytest.mark.slow
 def test_reader_never_sees_a_partial_checkpoint(tmp_path):
-    proc = start_cli("task=Cartpole", "num_envs=64", "checkpoint_save_freq=1", "max_iterations=700", "sim_device=cpu",
+    proc = start_cli("task=Cartpole", "num_envs=64", "checkpoint_save_freq=1", "max_iterations=200", "sim_device=cpu",
                      "rl_device=cpu", cwd=tmp_path)  # fmt: skip
     loads, failures, epochs = 0, [], set()
     stop = threading.Event()
@@ -194,21 +215,22 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
             try:
                 epochs.add(torch.load(paths[0], weights_only=True)["epoch"])
                 loads += 1
+                time.sleep(0.02)  # read often, but leave the 2-core machine to the trainer
             except Exception as err:  # noqa: BLE001
                 failures.append(repr(err))
 
     reader = threading.Thread(target=read_loop)
     reader.start()
-    out, _ = proc.communicate(timeout=600)
+    out, _ = proc.communicate(timeout=240)
     stop.set()
     reader.join()
     assert proc.returncode == 0, out[-2000:]
     published = int(out.split("Published latest.pth ")[1].split(" times")[0])
-    assert published >= 300
-    assert failures == [] and loads > 100 and len(epochs) > 50
+    assert published >= 50
+    assert failures == [] and loads > 50 and len(epochs) > 25
     (nn,) = [p.parent for p in tmp_path.glob("runs/*/nn/latest.pth")]
     assert check_published(nn) is None
-    assert json.loads((nn / "latest.json").read_text())["epoch"] == 700
+    assert json.loads((nn / "latest.json").read_text())["epoch"] == 200
 
 
 def train_in_process(make_cfg, tmp_path, *overrides):
@@ -254,17 +276,26 @@ def test_training_goes_on_when_publishing_fails(make_cfg, tmp_path, monkeypatch,
 
 
 @pytest.mark.slow
-def test_ctrl_c_publishes_the_final_policy(tmp_path):
-    import signal
-
+@pytest.mark.parametrize(
+    "signum, message", [(signal.SIGINT, "Interrupted."), (signal.SIGTERM, "Stopped by SIGTERM."),
+                        (signal.SIGHUP, "Stopped by SIGHUP.")],
+)  # fmt: skip
+def test_stop_signals_publish_the_final_policy(tmp_path, signum, message):
+    # Ctrl+C, kill / SLURM preemption / container stop, closed terminal: all publish the last epoch.
     proc = start_cli("task=Cartpole", "num_envs=16", "checkpoint_save_freq=100000", "max_iterations=1000000",
                      "sim_device=cpu", "rl_device=cpu", cwd=tmp_path, stderr=subprocess.PIPE)  # fmt: skip
+    last = 0
     for line in proc.stdout:
-        if line.startswith("epoch 5/"):
-            break
-    proc.send_signal(signal.SIGINT)
+        if line.startswith("epoch "):
+            last = int(line.split()[1].split("/")[0])
+            if last >= 5:
+                break
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err and "Interrupted." in err
+    assert proc.returncode == 128 + signum and "Traceback" not in err and err.strip() == message, err
     (path,) = tmp_path.glob("runs/*/nn/latest.pth")
-    assert torch.load(path, weights_only=True)["epoch"] >= 5
+    final = torch.load(path, weights_only=True)["epoch"]
+    printed = [int(m) for m in re.findall(r"^epoch (\d+)/", out, re.M)]
+    # The epoch last reported, or the one whose update the signal interrupted.
+    assert final >= 5 and max([last, *printed]) <= final <= max([last, *printed]) + 1
     assert check_published(path.parent) is None

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,10 @@ def only_run(parent):
 
 
 def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
+    # Deprecation warnings on (as in a development setup): torch.jit's, raised inside rl_games, stay quiet.
     result = run_cli(
-        "task=Cartpole", "num_envs=64", "max_iterations=6", "train.params.config.save_frequency=2", cwd=tmp_path
+        "task=Cartpole", "num_envs=64", "max_iterations=6", "train.params.config.save_frequency=2", cwd=tmp_path,
+        env=cli_env(PYTHONWARNINGS="default"),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     run = only_run(tmp_path)
@@ -33,6 +35,10 @@ def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
         re.M,
     )
     assert [int(p[0]) for p in progress] == [1, 2, 3, 4, 5, 6]
+    # A quiet console: our lines only (no rl_games debug prints), nothing on stderr.
+    allowed = ("Training will save to: ", "epoch ", "Published latest.pth ")
+    assert [line for line in result.stdout.splitlines() if not line.startswith(allowed)] == []
+    assert result.stderr == ""
 
     params = (run / "params" / "config.yaml").read_text()
     assert "name: Cartpole" in params and "num_envs: 64" in params
@@ -51,6 +57,19 @@ def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
     resumed = run_cli("task=Cartpole", "num_envs=64", "max_iterations=8", f"checkpoint={last}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert re.findall(r"^epoch (\d+)/8", resumed.stdout, re.M) == ["7", "8"]
+    # The first rate after a resume counts this epoch's steps, not the 6 restored epochs' too.
+    rates = [int(p[1].replace(",", "")) for p in progress]
+    first = int(re.search(r"^epoch 7/8 \| ([\d,]+) env steps/s", resumed.stdout, re.M)[1].replace(",", ""))
+    assert first < 4 * max(rates), (first, rates)
+    # Nothing left to train (max_iterations counts from epoch 0, as in IsaacGymEnvs): one sentence, no run.
+    latest = run / "nn" / "latest.pth"
+    refused = run_cli("task=Cartpole", "num_envs=64", "max_iterations=6", f"checkpoint={latest}", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (
+        f"Error: {latest} is at epoch 6 and max_iterations=6 counts all epochs from the start, so nothing is "
+        "left to train; pass a larger max_iterations, e.g. max_iterations=12."
+    )
+    assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
 def final_weights(parent, seed):

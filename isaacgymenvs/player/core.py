@@ -23,6 +23,7 @@ class PlayerCore:
         self.last_returns = [math.nan] * task.num_envs
         self.finished_returns: deque[float] = deque(maxlen=100_000)
         self.steps = 0
+        self.notice: str | None = None  # e.g. "switched to newer run ...", shown in the HUD
 
     def apply_ready_weights(self) -> bool:
         """Swap in a checkpoint the follower finished loading; True if the policy changed."""
@@ -59,13 +60,14 @@ class PlayerCore:
         """What a person watching should know, as short lines."""
         f = self.follower
         info = f.loaded
+        head = [self.notice] if self.notice else []
         if info is None:
-            head = [f"Waiting for checkpoint {f.shown.path.name} ..."]
+            head.append(f"Waiting for checkpoint {f.shown.path.name} ...")
         else:
             since = time.time() - (f.loaded_at or time.time())
-            reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "?"
-            head = [
-                f"{f.shown.mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '?'}",
+            reward = f"{info.mean_reward:.1f}" if info.mean_reward is not None else "-"  # no episode finished yet
+            head += [
+                f"{f.shown.mode}: {info.path.name}  epoch {info.epoch if info.epoch is not None else '-'}",
                 f"training reward {reward}  reloaded {since:.0f} s ago",
             ]
         if f.error:

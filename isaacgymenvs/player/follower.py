@@ -166,7 +166,10 @@ class CheckpointFollower:
 
     def _loop(self) -> None:
         last_poll = last_state = last_status = 0.0
-        self._check(force=True)
+        self._read_state()  # a choice saved by an earlier session applies from the first load
+        self._announce_manual_start()
+        if self.loaded_identity is None and self._failed_identity is None:  # not already tried for the state
+            self._check(force=True)
         while not self._stop.is_set():
             self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
             self._wake.clear()
@@ -184,6 +187,15 @@ class CheckpointFollower:
                 self._status_due.clear()
                 self._write_status()
                 last_status = now
+
+    def _announce_manual_start(self) -> None:
+        """A restarted player that keeps showing an old manual choice says so, and how to leave it."""
+        if self.state.mode == protocol.MODE_MANUAL and self.shown.mode == protocol.MODE_MANUAL:
+            self.log(
+                f"Starting in manual mode: showing {self.state.checkpoint}, chosen earlier in "
+                f"{protocol.state_file(self.run)}; to follow latest.pth again press Auto in the control panel "
+                "(enable_control_panel=True) or delete that file."
+            )
 
     def _read_state(self) -> None:
         state, warning = protocol.read_state(self.run)

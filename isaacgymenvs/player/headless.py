@@ -6,11 +6,13 @@ import csv
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
+from isaacgymenvs.signals import STOP_SIGNALS, StopRequested
 
 
 def policy_tag(core: PlayerCore) -> str:
@@ -73,43 +75,54 @@ def write_returns(path: Path, returns: list[float]) -> None:
         writer.writerows(enumerate(returns, 1))
 
 
-class StopOnSigint:
-    """Ctrl+C (SIGINT) ends the loop between steps instead of raising wherever the process is.
+class StopOnSignal:
+    """Ctrl+C, SIGTERM or SIGHUP end the loop between steps instead of raising wherever the process is.
 
     A KeyboardInterrupt raised inside a frame write makes imageio-ffmpeg kill ffmpeg, which leaves
     the clip being recorded without its index and unreadable.
     """
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> StopOnSigint:
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._request)
+            self._previous = {s: signal.signal(s, self._request) for s in STOP_SIGNALS}
         return self
 
     def _request(self, signum, frame) -> None:  # noqa: ANN001
-        self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def run_headless(
-    core: PlayerCore, games_num: int = 0, recorder: ClipRecorder | None = None, eval_dir: Path | None = None
+    core: PlayerCore,
+    games_num: int = 0,
+    recorder: ClipRecorder | None = None,
+    eval_dir: Path | None = None,
+    switch: Callable[[], bool] = lambda: False,
 ) -> Path | None:
-    """Real-time paced unless evaluating (`games_num` > 0, as fast as possible).
+    """Real-time paced unless evaluating (`games_num` > 0, as fast as possible); returns early when
+    `switch()` turns true (a newer run to show).
 
-    Returns the CSV of episode returns when evaluating. Ctrl+C ends the loop after the current
-    step, closes the clip being recorded, and raises KeyboardInterrupt.
+    Returns the CSV of episode returns when evaluating. A stop signal ends the loop after the
+    current step, closes the clip being recorded, and raises StopRequested (a KeyboardInterrupt).
     """
     dt = core.task.dt
     start = time.perf_counter()
     try:
-        with StopOnSigint() as stop:
+        with StopOnSignal() as stop:
             while not stop.requested:
+                if switch():
+                    return None
                 core.step()
                 if recorder is not None:
                     recorder.add(core)
@@ -122,7 +135,7 @@ def run_headless(
                 ahead = start + core.steps * dt - time.perf_counter()
                 if ahead > 0:
                     time.sleep(ahead)
-        raise KeyboardInterrupt
+        raise StopRequested(stop.signum)
     finally:
         if recorder is not None:
             recorder.close()

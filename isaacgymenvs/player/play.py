@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from isaacgymenvs import protocol
+from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.gl import require_headless_gl
 from isaacgymenvs.player.core import PlayerCore
-from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.player.runs import RunFinder
+from isaacgymenvs.protocol import RunDir, RunMatch
 
 
 def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfig:
@@ -59,43 +62,75 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
 
 
 def play(cfg: DictConfig, task_given: bool) -> None:
+    """Watch the run `experiment=` names: wait for it if needed, move to a newer match when one starts."""
     windowed = not (cfg.headless or cfg.games_num > 0)
     if windowed:
         require_display()  # before anything is built
-    run = protocol.resolve_experiment(cfg.train_dir, cfg.experiment)
-    cfg = with_run_config(cfg, run, task_given)
-    print(f"Playing run {run.root}", flush=True)
+    if not cfg.experiment:
+        protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
     # A few envs' policy is latency-bound: one thread, leaving the cores to a trainer beside us.
     torch.set_num_threads(1)
-    core = build_core(cfg, run)
-    follower = core.follower
-    panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
-    follower.start()
+    finder = RunFinder(cfg.train_dir, cfg.experiment)
     try:
-        if not windowed:
-            _play_headless(cfg, run, core)
-        else:
-            from isaacgymenvs.player.viewer import run_window
-
-            run_window(core, cfg, run)
+        match = finder.find() or wait_for_run(finder, windowed)
+        notice = None
+        while match is not None:
+            previous = match
+            match = play_run(cfg, match, finder, task_given, windowed, notice)
+            if match is not None:
+                notice = f"switched to newer run {match.run.name} (was {previous.run.name})"
     except KeyboardInterrupt:
         print("Player stopped.", flush=True)
     finally:
-        follower.stop()
+        finder.stop()
+
+
+def wait_for_run(finder: RunFinder, windowed: bool) -> RunMatch | None:
+    """Started before the trainer: say so, then wait (in the window's HUD when there is a window)."""
+    print(finder.waiting_message, flush=True)
+    if windowed:
+        from isaacgymenvs.player.viewer import wait_in_window
+
+        return wait_in_window(finder)
+    return finder.wait()
+
+
+def play_run(
+    cfg: DictConfig, match: RunMatch, finder: RunFinder, task_given: bool, windowed: bool, notice: str | None
+) -> RunMatch | None:
+    """Show one run until the player is closed (None) or a newer matching run starts (that match)."""
+    run = match.run
+    cfg = with_run_config(cfg, run, task_given)
+    print(f"Playing {match.describe(cfg.experiment)}", flush=True)
+    core = build_core(cfg, run)
+    core.notice = notice
+    if cfg.games_num <= 0:  # an evaluation reports on the run it started with
+        finder.watch(match)
+    panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
+    core.follower.start()
+    try:
+        if windowed:
+            from isaacgymenvs.player.viewer import run_window
+
+            run_window(core, cfg, run, switch=lambda: finder.newer is not None)
+        else:
+            _play_headless(cfg, run, core, switch=lambda: finder.newer is not None)
+    finally:
+        core.follower.stop()
+        finder.stop()
         if panel is not None:
             panel.terminate()  # closing the player closes its panel
             panel.wait(timeout=10)
+    return finder.newer
+
+
+PLAYER_WINDOW_INSTEAD = "use headless=True (with video=True to record)"
 
 
 def require_display() -> None:
-    """A window needs a display; without one Qt would abort the process."""
-    has_display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if not has_display and os.environ.get("QT_QPA_PLATFORM", "") not in ("offscreen", "minimal", "vnc", "eglfs"):
-        raise UserError(
-            "No display for the player window; use headless=True (with video=True to record), "
-            "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
-        )
+    """A window needs a display and Qt's platform libraries; without them Qt would abort the process."""
+    display.require_display("player window", PLAYER_WINDOW_INSTEAD)
 
 
 def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
@@ -105,12 +140,13 @@ def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script), f"--experiment={run.name}", f"--train_dir={train_dir}"])
 
 
-def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
+def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool]) -> None:  # noqa: ANN001
     from isaacgymenvs.player.headless import ClipRecorder, run_headless
     from isaacgymenvs.player.render import MultiEnvRenderer
 
     recorder = None
     if cfg.video:
+        require_headless_gl()
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError:
@@ -123,7 +159,7 @@ def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
         recorder = ClipRecorder(
             renderer, run.root / "videos", int(cfg.video_length), core.task.dt, float(cfg.video_fps)
         )
-    csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval")
+    csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval", switch)
     if csv_path is not None:
         returns = list(core.finished_returns)[: int(cfg.games_num)]
         print(f"{len(returns)} episodes, mean return {sum(returns) / len(returns):.2f}; returns written to {csv_path}")

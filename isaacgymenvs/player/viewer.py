@@ -1,7 +1,7 @@
 """The player's window (PySide6): a thin layer over PlayerCore and MultiEnvRenderer.
 
 Mouse: left-drag rotate, middle-drag pan, wheel zoom. Keys: W/S forward/back, A/D left/right,
-Q/E down/up, F cycle the camera (all robots, each robot, free), R reload the checkpoint now,
+Q up, E down, F cycle the camera (all robots, each robot, free), R reload the checkpoint now,
 Backspace reset the envs, Esc quit. Simulation is paced to real time (60 Hz control); when
 rendering cannot keep up, several control steps run per frame (up to 4) and the HUD says so.
 """
@@ -9,30 +9,35 @@ rendering cannot keep up, several control steps run per frame (up to 4) and the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
 from PySide6.QtCore import QPoint, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
-from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.player.runs import RunFinder
+from isaacgymenvs.protocol import RunDir, RunMatch
+from isaacgymenvs.signals import STOP_SIGNALS
 
 MAX_STEPS_PER_FRAME = 4
 MOVE_KEYS = {
     Qt.Key_W: (1, 0, 0), Qt.Key_S: (-1, 0, 0), Qt.Key_D: (0, 1, 0),
-    Qt.Key_A: (0, -1, 0), Qt.Key_E: (0, 0, 1), Qt.Key_Q: (0, 0, -1),
+    Qt.Key_A: (0, -1, 0), Qt.Key_Q: (0, 0, 1), Qt.Key_E: (0, 0, -1),
 }  # fmt: skip
 
 
 class PlayerWindow(QWidget):
     """Shows the envs and a HUD; drives the core from a Qt timer."""
 
-    def __init__(self, core: PlayerCore, renderer: MultiEnvRenderer, title: str) -> None:
+    def __init__(
+        self, core: PlayerCore, renderer: MultiEnvRenderer, title: str, switch: Callable[[], bool] = lambda: False
+    ) -> None:
         super().__init__()
-        self.core, self.renderer = core, renderer
+        self.core, self.renderer, self.switch = core, renderer, switch
         self.setWindowTitle(title)
         self.resize(960, 540)  # the rendered image is scaled to the window
         self.setFocusPolicy(Qt.StrongFocus)
@@ -47,6 +52,9 @@ class PlayerWindow(QWidget):
 
     def tick(self) -> None:
         """Advance the simulation to wall-clock time, then draw one frame."""
+        if self.switch():  # a newer matching run started: the caller reopens on it
+            self.close()
+            return
         due = int((time.perf_counter() - self.start) / self.core.task.dt) - self.core.steps
         for _ in range(min(max(due, 0), MAX_STEPS_PER_FRAME)):
             self.core.step()
@@ -70,7 +78,8 @@ class PlayerWindow(QWidget):
         return [
             *self.core.hud_lines(),
             f"{fps} fps{slow}  {follow}",
-            "drag: rotate / middle: pan / wheel: zoom  WASDQE move  F camera  R reload  Backspace reset  Esc quit",
+            "drag: rotate / middle: pan / wheel: zoom  WASD move  Q up  E down  F camera  R reload  "
+            "Backspace reset  Esc quit",
         ]
 
     def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
@@ -80,12 +89,7 @@ class PlayerWindow(QWidget):
                 painter.drawImage(self.rect(), self.image)
             else:
                 painter.fillRect(self.rect(), QColor(30, 40, 55))
-            painter.setFont(QFont("Monospace", 10))
-            lines = self.hud_lines()
-            painter.fillRect(6, 6, 760, 18 * len(lines) + 10, QColor(0, 0, 0, 140))
-            painter.setPen(QColor(235, 235, 235))
-            for i, line in enumerate(lines):
-                painter.drawText(14, 24 + 18 * i, line)
+            paint_hud(painter, self.hud_lines())
         finally:
             painter.end()
 
@@ -123,14 +127,78 @@ class PlayerWindow(QWidget):
         self.grab().save(str(path))
 
 
-def run_window(core: PlayerCore, cfg: DictConfig, run: RunDir) -> None:
-    """Open the window and run until it is closed (Esc, window close or Ctrl+C)."""
+def paint_hud(painter: QPainter, lines: list[str]) -> None:
+    """Text lines on a translucent box as wide as the longest line (long warnings included)."""
+    font = QFont("Monospace", 10)
+    font.setStyleHint(QFont.TypeWriter)
+    painter.setFont(font)
+    metrics = QFontMetrics(font)
+    width = max((metrics.horizontalAdvance(line) for line in lines), default=0)
+    painter.fillRect(6, 6, width + 16, 18 * len(lines) + 10, QColor(0, 0, 0, 140))
+    painter.setPen(QColor(235, 235, 235))
+    for i, line in enumerate(lines):
+        painter.drawText(14, 24 + 18 * i, line)
+
+
+class WaitingWindow(QWidget):
+    """Shown until a run matching `experiment=` appears (the player was started before the trainer)."""
+
+    def __init__(self, finder: RunFinder) -> None:
+        super().__init__()
+        self.finder = finder
+        self.found: RunMatch | None = None
+        self.setWindowTitle(f"Waiting for {finder.experiment}")
+        self.resize(960, 540)
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start(500)
+
+    def hud_lines(self) -> list[str]:
+        return [self.finder.waiting_message, "Start the trainer in another terminal: python "
+                f"isaacgymenvs/train_play.py task=<Task> experiment={self.finder.experiment}", "Esc quit"]  # fmt: skip
+
+    def poll(self) -> None:
+        self.found = self.finder.find()
+        if self.found is not None:
+            self.close()
+
+    def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+        painter = QPainter(self)
+        try:
+            painter.fillRect(self.rect(), QColor(30, 40, 55))
+            paint_hud(painter, self.hud_lines())
+        finally:
+            painter.end()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key_Escape:
+            self.close()
+
+
+def close_on_stop_signals(window: QWidget) -> None:
+    """Ctrl+C in the terminal, kill or a closed terminal close the window cleanly."""
     import signal
 
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: window.close())
+
+
+def wait_in_window(finder: RunFinder) -> RunMatch | None:
+    """Show the waiting message until a run matches; None if the window was closed first."""
+    app = QApplication.instance() or QApplication([])
+    window = WaitingWindow(finder)
+    window.show()
+    close_on_stop_signals(window)
+    app.exec()
+    return window.found
+
+
+def run_window(core: PlayerCore, cfg: DictConfig, run: RunDir, switch: Callable[[], bool] = lambda: False) -> None:
+    """Open the window and run until it is closed (Esc, window close, a stop signal, or `switch()`)."""
     app = QApplication.instance() or QApplication([])
     renderer = MultiEnvRenderer(core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality)
-    window = PlayerWindow(core, renderer, f"{cfg.task.name} - {run.name}")
+    window = PlayerWindow(core, renderer, f"{cfg.task.name} - {run.name}", switch)
     window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
+    close_on_stop_signals(window)
     app.exec()
     renderer.close()

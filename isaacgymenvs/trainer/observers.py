@@ -55,10 +55,18 @@ class ProgressObserver(AlgoObserver):
     def after_init(self, algo) -> None:  # noqa: ANN001
         self.algo = algo
         self.start = self.last_time = time.perf_counter()
-        self.start_frame = self.last_frame = algo.frame
-        self.start_epoch = algo.epoch_num
+        self.start_frame = self.last_frame = self.start_epoch = None
+
+    def after_steps(self) -> None:
+        # The first rollout is the earliest hook after a resume restored epoch and frame (after_init
+        # runs before it); counting from there keeps the first rate and the ETA right.
+        if self.start_epoch is None:
+            self.start_frame = self.last_frame = self.algo.frame
+            self.start_epoch = self.algo.epoch_num - 1
 
     def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        if self.start_epoch is None:  # an agent that never calls after_steps: count from here
+            self.after_steps()
         now, algo = time.perf_counter(), self.algo
         frames = algo.frame  # rl_games passes the frame count of the previous epoch
         rate = (frames - self.last_frame) / max(now - self.last_time, 1e-9)

@@ -18,7 +18,7 @@ _LINE = re.compile(
 
 @dataclass(frozen=True)
 class Progress:
-    """One parsed progress line (mean_reward is nan before the first finished episode)."""
+    """One parsed progress line (mean_reward is nan before the first finished episode, printed '-')."""
 
     epoch: int
     env_steps_per_s: float
@@ -30,10 +30,15 @@ def format_duration(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds))) if math.isfinite(seconds) else "?"
 
 
+def format_reward(reward: float) -> str:
+    """'-' until the first episode has finished (nan), else two decimals."""
+    return f"{reward:.2f}" if math.isfinite(reward) else "-"
+
+
 def format_progress(epoch: int, max_epochs: int, rate: float, reward: float, elapsed: float, eta: float) -> str:
     total = f"/{max_epochs}" if max_epochs > 0 else ""
     return (
-        f"epoch {epoch}{total} | {rate:,.0f} env steps/s | mean episode reward {reward:.2f} | "
+        f"epoch {epoch}{total} | {rate:,.0f} env steps/s | mean episode reward {format_reward(reward)} | "
         f"elapsed {format_duration(elapsed)} | ETA {format_duration(eta)}"
     )
 
@@ -44,7 +49,8 @@ def parse_progress(line: str) -> Progress | None:
     if m is None:
         return None
     h, mi, s = int(m[4]), int(m[5]), int(m[6])
-    return Progress(int(m[1]), float(m[2].replace(",", "")), float(m[3]), 3600 * h + 60 * mi + s)
+    reward = math.nan if m[3] == "-" else float(m[3])
+    return Progress(int(m[1]), float(m[2].replace(",", "")), reward, 3600 * h + 60 * mi + s)
 
 
 def parse_output(text: str) -> list[Progress]:

@@ -193,6 +193,8 @@ class CheckpointObserver(AlgoObserver):
         self.publisher = publisher
         self.algo = None
         self.last_epoch: int | None = None
+        self.completed_epoch: int | None = None  # the last epoch whose update finished
+        self.updating = False  # inside an epoch's PPO update (the weights are changing)
         self.snapshots = 0
         self.snapshot_seconds = 0.0  # training-thread time spent taking snapshots
         network = cfg.train.params.network.mlp
@@ -214,31 +216,48 @@ class CheckpointObserver(AlgoObserver):
     def is_publisher(self) -> bool:
         return self.algo is not None and self.algo.global_rank == 0
 
+    def after_steps(self) -> None:
+        self.updating = True  # the rollout is done; this epoch's PPO update starts changing the weights
+
     def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+        self.updating, self.completed_epoch = False, int(epoch_num)
         if self.is_publisher and epoch_num % self.freq == 0:
             self.publish()
 
-    def publish(self) -> None:
+    def final_epoch(self) -> int:
+        """The epoch the current weights belong to.
+
+        rl_games counts an epoch from the start of its rollout, so a stop signal during a rollout
+        finds epoch_num one ahead of the weights, which are still the last completed epoch's.
+        """
+        if not self.updating and self.completed_epoch is not None:
+            return self.completed_epoch
+        return int(self.algo.epoch_num)
+
+    def publish(self, epoch: int | None = None) -> None:
         algo = self.algo
+        epoch = int(algo.epoch_num) if epoch is None else epoch
         rewards = algo.game_rewards
         metadata = {
             **self.static_metadata,
-            "epoch": int(algo.epoch_num),
+            "epoch": epoch,
             "frame": int(algo.frame),
             "mean_reward": float(rewards.get_mean()[0]) if rewards.current_size > 0 else None,
             "wall_time": time.time(),
         }
         start = time.perf_counter()
-        state = HostSnapshot(algo.get_full_state_weights())
+        full_state = algo.get_full_state_weights()
+        full_state["epoch"] = epoch  # what rl_games resumes from
+        state = HostSnapshot(full_state)
         self.snapshot_seconds += time.perf_counter() - start
         self.snapshots += 1
         self.publisher.submit(state, metadata)
-        self.last_epoch = int(algo.epoch_num)
+        self.last_epoch = epoch
 
     def finish(self) -> None:
-        """Publish the final state (end of training, Ctrl+C or error) and wait for the writes."""
-        if self.is_publisher and self.last_epoch != self.algo.epoch_num:
-            self.publish()
+        """Publish the final state (end of training, a stop signal or an error) and wait for the writes."""
+        if self.is_publisher and self.last_epoch != self.final_epoch():
+            self.publish(self.final_epoch())
         self.publisher.close()
         if self.is_publisher:
             n, pub = max(self.snapshots, 1), self.publisher

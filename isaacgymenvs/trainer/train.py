@@ -57,10 +57,25 @@ def global_rank(cfg: DictConfig) -> int:
     return int(os.environ.get("RANK", "0")) if cfg.multi_gpu else 0
 
 
+def check_resume_epochs(cfg: DictConfig) -> None:
+    """Refuse a resume that has nothing left to train: max_epochs counts from epoch 0 (IsaacGymEnvs'
+    max_iterations), and rl_games would train one epoch past it and print 'epoch 7/3'."""
+    if not cfg.checkpoint:
+        return
+    epoch = protocol.checkpoint_epoch_hint(Path(cfg.checkpoint))
+    max_epochs = int(cfg.max_iterations if cfg.max_iterations is not None else cfg.train.params.config.max_epochs)
+    if epoch is not None and epoch >= max_epochs > 0:
+        raise UserError(
+            f"{cfg.checkpoint} is at epoch {epoch} and max_iterations={max_epochs} counts all epochs from the start, "
+            f"so nothing is left to train; pass a larger max_iterations, e.g. max_iterations={epoch + max_epochs}."
+        )
+
+
 def train(cfg: DictConfig) -> RunDir | None:
     """Train until max_epochs; returns the run directory (None on ranks other than 0)."""
     from rl_games.torch_runner import Runner  # heavy import, after the config is known good
 
+    check_resume_epochs(cfg)
     if cfg.torch_deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
