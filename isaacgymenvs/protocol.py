@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +181,48 @@ def remove_stale_temp_files(directory: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+TEMP_PID_RE = re.compile(r"\.tmp-(?P<pid>\d+)-\d+$")
+# A temp file lives for the milliseconds of one write; one this old has no writer any more, even
+# if its pid (maybe of another host on a shared filesystem) happens to be alive here.
+STALE_TEMP_SECONDS = 600.0
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # exists but belongs to someone else (or an absurd pid: treat as foreign)
+    return True
+
+
+def clean_stale_temp_files(run: RunDir, now: float | None = None) -> int:
+    """Remove temp files of dead writers in the run directory and nn/; returns how many.
+
+    Called whenever a run is opened for writing (trainer) or following (player, panel): a killed
+    publisher's temps would otherwise stay forever, since a restarted trainer makes a new run. A
+    temp whose writer still runs on this machine is left alone unless it is hours old.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    for directory in (run.root, run.nn):
+        try:
+            candidates = list(directory.glob(TEMP_GLOB))
+        except OSError:
+            continue
+        for path in candidates:
+            match = TEMP_PID_RE.search(path.name)
+            try:
+                age = now - path.lstat().st_mtime
+                if (match and not _writer_alive(int(match["pid"]))) or age > STALE_TEMP_SECONDS:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone already, or not ours to remove
+    return removed
+
+
 def file_digest(path: Path) -> tuple[int, str]:
     """(size, sha256 hex) of a file."""
     with open(path, "rb") as f:
@@ -203,13 +247,112 @@ def publish_latest(run: RunDir, save: Callable[[Path], None], metadata: dict[str
     remove_stale_temp_files(run.nn)
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest at `path`, or None when it is missing, torn, hand-edited or not an object."""
+# --- reading files another process (or a hostile user) wrote --------------------------------
+
+JSON_MAX_BYTES = 64 * 1024  # state/status/manifest files are a few hundred bytes
+JSON_MAX_DEPTH = 16  # ours are 2 deep; json's recursion would die at ~1000 levels
+METRICS_MAX_BYTES = 64 * 1024 * 1024  # ~1M epochs of metrics.csv
+CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
+
+
+class UnreadableFile(Exception):
+    """A file that is not a regular file, too large or unreadable; the message says which."""
+
+
+def open_regular_file(path: Path, max_bytes: int) -> int:
+    """A read-only fd of `path` if it is a regular file of at most `max_bytes`, else UnreadableFile.
+
+    O_NONBLOCK: opening a FIFO (or a device) that someone put under a watched name must not block
+    the reader until a writer appears; the fstat afterwards refuses it.
+    """
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise UnreadableFile(f"cannot open {path.name} ({err.strerror or err})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFile(f"{path.name} is not a regular file")
+        if st.st_size > max_bytes:
+            raise UnreadableFile(f"{path.name} is {st.st_size} bytes, more than the {max_bytes} allowed")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (FileNotFoundError if absent).
+
+    Never blocks on special files and never reads more than `max_bytes` + 1, even if the file
+    grows while it is read.
+    """
+    fd = open_regular_file(path, max_bytes)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnreadableFile(f"{path.name} grew beyond the {max_bytes} bytes allowed")
+    return data
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of [ and { outside strings: lets a reader refuse deep JSON before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json_object(raw: bytes, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None) or (None, why): bytes from disk to a JSON object, refusing deep nesting first."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, f"{name} is not UTF-8 text"
+    if json_depth(text) > JSON_MAX_DEPTH:
+        return None, f"{name} is nested deeper than {JSON_MAX_DEPTH} levels"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, f"{name} is not valid JSON"
+    if not isinstance(value, dict):
+        return None, f"{name} is not a JSON object"
+    return value, None
+
+
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None); (None, None) when absent; (None, why) when unusable. Never blocks or raises."""
+    try:
+        raw = read_bounded(path, JSON_MAX_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except UnreadableFile as err:
+        return None, str(err)
+    except OSError as err:
+        return None, f"cannot read {path.name} ({err.strerror or err})"
+    return parse_json_object(raw, path.name)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at `path`, or None when it is missing, torn, hand-edited, hostile or not an object."""
+    return read_json_object(path)[0]
 
 
 # --- experiments: which run directory a player or panel follows ------------------------------
@@ -271,12 +414,18 @@ def status_file(run: RunDir) -> Path:
     return run.root / STATUS_FILE
 
 
+MAX_NAME_BYTES = 1024  # a checkpoint path relative to the run; real ones are < 100
+
+
 def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
     """The .pth file `relative` names inside the run directory, or None if it points elsewhere.
 
-    Rejects non-strings, absolute paths, '..' escapes and symlinks leading out of the run.
+    Rejects non-strings, over-long names, absolute paths, '..' escapes and symlinks leading out of
+    the run. The result is fully resolved, so opening it follows no link.
     """
     if not isinstance(relative, str) or not relative or "\x00" in relative or Path(relative).is_absolute():
+        return None
+    if len(relative.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return None
     root = run.root.resolve()
     try:
@@ -288,33 +437,55 @@ def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
     return path
 
 
+def describe_bad_checkpoint_name(run: RunDir, relative: object) -> str:
+    """Why `relative` cannot be shown: outside the run, too long, missing or not a regular file."""
+    shown = repr(relative)[:80]
+    if isinstance(relative, str) and len(relative.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"names a checkpoint path of {len(relative)} characters (at most {MAX_NAME_BYTES} bytes)"
+    path = checkpoint_in_run(run, relative)
+    if path is None:
+        return f"names {shown}, which is not a .pth file inside the run directory"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"names {shown}, which does not exist"
+    if not stat.S_ISREG(st.st_mode):
+        return f"names {shown}, which is not a regular file"
+    return ""
+
+
+def _state_from_object(run: RunDir, value: dict[str, Any], name: str) -> tuple[CheckpointState | None, str | None]:
+    mode, seq, checkpoint = value.get("mode"), value.get("seq", 0), value.get("checkpoint")
+    if mode not in (MODE_AUTO, MODE_MANUAL):
+        return None, f"{name} has unknown mode {str(mode)[:40]!r} (expected 'auto' or 'manual')"
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return None, f"{name} has a non-integer seq"
+    if mode == MODE_MANUAL:
+        problem = describe_bad_checkpoint_name(run, checkpoint)
+        if problem:
+            return None, f"{name} {problem}"
+    return CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, seq), None
+
+
 def read_state(run: RunDir) -> tuple[CheckpointState | None, str | None]:
     """(state, None) for a valid state file; (None, None) when absent; (None, why) when unusable.
 
     A missing file means auto. Anything malformed (empty, torn, wrong types, unknown mode, a path
-    outside the run) is reported and ignored by the caller: never a crash, never a foreign load.
+    outside the run, a checkpoint that does not exist, a FIFO, a huge or deeply nested file) is
+    reported and ignored by the caller: never a crash, never a block, never a foreign load.
     """
     path = state_file(run)
-    try:
-        raw = path.read_text()
-    except FileNotFoundError:
-        return None, None
-    except (OSError, UnicodeDecodeError) as err:
-        return None, f"cannot read {path.name}: {err}"
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None, f"{path.name} is not valid JSON"
-    if not isinstance(value, dict):
-        return None, f"{path.name} is not a JSON object"
-    mode, seq, checkpoint = value.get("mode"), value.get("seq", 0), value.get("checkpoint")
-    if mode not in (MODE_AUTO, MODE_MANUAL):
-        return None, f"{path.name} has unknown mode {str(mode)[:40]!r} (expected 'auto' or 'manual')"
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        return None, f"{path.name} has a non-integer seq"
-    if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
-        return None, f"{path.name} names {str(checkpoint)[:80]!r}, which is not a .pth file inside the run directory"
-    return CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, seq), None
+    value, problem = read_json_object(path)
+    if value is None:
+        return None, problem
+    return _state_from_object(run, value, path.name)
+
+
+def _previous_seq(run: RunDir) -> int:
+    """The seq in the state file even when the rest of it is unusable, so seq never goes back."""
+    value, _ = read_json_object(state_file(run))
+    seq = value.get("seq") if value else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
 
 
 def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> CheckpointState:
@@ -324,10 +495,7 @@ def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> Checkp
     if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
         raise ValueError(f"{checkpoint!r} is not a .pth file inside {run.root}")
     with FileLock(run.root / f"{STATE_FILE}.lock"):
-        previous, _ = read_state(run)
-        state = CheckpointState(
-            mode, checkpoint if mode == MODE_MANUAL else None, (previous.seq if previous else 0) + 1
-        )
+        state = CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, _previous_seq(run) + 1)
         payload = {"mode": state.mode, "checkpoint": state.checkpoint, "seq": state.seq, "written": time.time()}
         atomic_write_bytes(state_file(run), json.dumps(payload, indent=1).encode())
     return state
@@ -374,42 +542,135 @@ def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
     return {k.removeprefix(COMPILED_PREFIX): v for k, v in model.items()}
 
 
-def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
+OBS_MEAN_KEY = "running_mean_std.running_mean"
+POLICY_HEAD_KEY = "a2c_network.mu.weight"
 
-    Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred).
+
+def read_checkpoint_dict(path: Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) of a regular file of bounded size; CheckpointRejected otherwise.
+
+    No code from the file runs; a FIFO, a device or a monster file is refused before torch sees it.
     """
     import torch
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES)
     except FileNotFoundError:
         raise CheckpointRejected(f"{path.name} does not exist") from None
+    except UnreadableFile as err:
+        raise CheckpointRejected(str(err)) from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torn zip, EOF, pickle refusal: all one message
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first})") from None
-    model = ckpt.get("model") if isinstance(ckpt, dict) else None
-    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first_line(err)})") from None
+    if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
-    model = plain_model_keys(model)
+    return ckpt
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type when empty), at most 120 characters."""
+    text = str(err).strip()
+    return text.splitlines()[0][:120] if text else type(err).__name__
+
+
+def model_weights(ckpt: dict[str, Any], name: str) -> dict[str, Any]:
+    """The checkpoint's model state dict: string keys (uncompiled names) to tensors."""
+    import torch
+
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointRejected(f"{name} holds no rl_games model weights")
+    if not all(isinstance(k, str) for k in model):
+        raise CheckpointRejected(f"{name} has a model entry whose name is not a string")
+    return plain_model_keys(model)
+
+
+def check_finite(model: dict[str, Any], name: str) -> None:
+    """Refuse NaN/inf weights or normalisers (and a negative variance): they would crash sampling."""
+    import torch
+
+    for key, value in model.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]}")
+        if key.endswith("running_var") and value.is_floating_point() and bool((value < 0).any()):
+            raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]}")
+
+
+def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | None]:
+    """(observations, actions) from the normaliser and policy-head shapes (None where absent)."""
+    obs, mu = model.get(OBS_MEAN_KEY), model.get(POLICY_HEAD_KEY)
+    if obs is not None and obs.dim() != 1:
+        raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {OBS_MEAN_KEY} (expected 1)")
+    if mu is not None and mu.dim() != 2:
+        raise CheckpointRejected(f"{name} has a {mu.dim()}-dimensional {POLICY_HEAD_KEY} (expected 2)")
+    return (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
+
+
+def plain_number(value: object, cast: type) -> Any:
+    """`cast(value)` for a finite int/float (not bool); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        return cast(value)
+    except (OverflowError, ValueError):
+        return None
+
+
+def validate_checkpoint(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Check a loaded checkpoint dict fits the task; CheckpointRejected (one sentence) otherwise."""
+    name = path.name
+    model = model_weights(ckpt, name)
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
-    if meta.get("task") not in (None, task):
-        raise CheckpointRejected(f"{path.name} belongs to task {meta['task']}, not {task}")
-    obs = model.get("running_mean_std.running_mean")
-    mu = model.get("a2c_network.mu.weight")
-    shape = (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
+    meta_task = meta.get("task")
+    if meta_task is not None and meta_task != task:
+        raise CheckpointRejected(f"{name} belongs to task {str(meta_task)[:40]}, not {task}")
+    shape = model_sizes(model, name)
     if shape != (num_obs, num_actions):
         raise CheckpointRejected(
-            f"{path.name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
+            f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
         )
+    check_finite(model, name)
 
     def number(key: str, cast: type) -> Any:
-        value = meta.get(key, ckpt.get(key))
-        return cast(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return plain_number(meta.get(key, ckpt.get(key)), cast)
 
     return CheckpointInfo(
-        path, model, number("epoch", int), number("frame", int), number("mean_reward", float), meta.get("task")
-    )
+        path, model, number("epoch", int), number("frame", int), number("mean_reward", float),
+        meta_task if isinstance(meta_task, str) else None,
+    )  # fmt: skip
+
+
+def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
+
+    Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
+    only CheckpointRejected, whatever the file holds: a validator that raised anything else would
+    kill the thread calling it (the player's follower, the panel's scan).
+    """
+    ckpt = read_checkpoint_dict(path)
+    try:
+        return validate_checkpoint(ckpt, path, task, num_obs, num_actions)
+    except CheckpointRejected:
+        raise
+    except Exception as err:  # noqa: BLE001 - a malformed dict we did not foresee: still one sentence
+        raise CheckpointRejected(f"{path.name} is malformed ({type(err).__name__}: {first_line(err)})") from None
+
+
+def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """`load_checkpoint` of a file that must resolve (symlinks included) inside the run directory."""
+    try:
+        relative = os.path.relpath(path, run.root)
+    except ValueError:
+        relative = str(path)
+    resolved = checkpoint_in_run(run, relative)
+    if resolved is None:
+        raise CheckpointRejected(f"{path.name} leads outside the run directory; it is not read")
+    info = load_checkpoint(resolved, task, num_obs, num_actions)
+    return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)
 
 
 # --- metrics.csv: one line per epoch, appended by the trainer (reward curve for the panel) ----
@@ -426,8 +687,8 @@ def append_metrics(run: RunDir, epoch: int, frame: int, mean_reward: float | Non
 def read_metrics(run: RunDir) -> list[tuple[int, int, float]]:
     """(epoch, frame, mean_reward) rows with a reward; malformed or partial lines are skipped."""
     try:
-        lines = run.metrics_file.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = read_bounded(run.metrics_file, METRICS_MAX_BYTES).decode("utf-8", "replace").splitlines()
+    except (OSError, UnreadableFile):
         return []
     rows = []
     for line in lines[1:]:
@@ -435,7 +696,9 @@ def read_metrics(run: RunDir) -> list[tuple[int, int, float]]:
         if len(parts) != 4 or not parts[2]:
             continue
         try:
-            rows.append((int(parts[0]), int(parts[1]), float(parts[2])))
+            row = (int(parts[0]), int(parts[1]), float(parts[2]))
         except ValueError:
             continue
+        if math.isfinite(row[2]):  # a hand-edited 'inf' would break the curve's scale
+            rows.append(row)
     return rows

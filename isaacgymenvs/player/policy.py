@@ -30,8 +30,17 @@ class Policy:
         self.loaded = False
 
     def load(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Replace all weights and normalisers (strict: a different network shape raises)."""
-        self.model.load_state_dict(state_dict, strict=True)
+        """Replace all weights and normalisers (strict: a different network shape raises).
+
+        load_state_dict copies tensor by tensor and raises only at the end, so a refused state
+        dict would leave a mix of old and new weights: the previous ones are put back instead.
+        """
+        previous = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:
+            self.model.load_state_dict(state_dict, strict=True)
+        except BaseException:
+            self.model.load_state_dict(previous, strict=True)
+            raise
         self.loaded = True
 
     @torch.inference_mode()
