@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from isaacgymenvs.errors import UserError
+from isaacgymenvs.errors import RunFailed, UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

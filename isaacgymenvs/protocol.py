@@ -175,12 +175,6 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temp_files(directory: Path) -> None:
-    """Delete temp files a killed writer left behind (called after a successful publish)."""
-    for stale in directory.glob(TEMP_GLOB):
-        stale.unlink(missing_ok=True)
-
-
 TEMP_PID_RE = re.compile(r"\.tmp-(?P<pid>\d+)-\d+$")
 # A temp file lives for the milliseconds of one write; one this old has no writer any more, even
 # if its pid (maybe of another host on a shared filesystem) happens to be alive here.
@@ -244,7 +238,8 @@ def publish_latest(run: RunDir, save: Callable[[Path], None], metadata: dict[str
     atomic_write(run.latest_checkpoint, save_and_digest)
     manifest = {**metadata, "file": LATEST_CHECKPOINT, **digest}
     atomic_write_bytes(run.latest_manifest, json.dumps(manifest, indent=1).encode())
-    remove_stale_temp_files(run.nn)
+    # Only dead writers' temps: this process's other writer (rl_games' own saves) may be mid-write.
+    clean_stale_temp_files(run)
 
 
 # --- reading files another process (or a hostile user) wrote --------------------------------
@@ -546,13 +541,55 @@ OBS_MEAN_KEY = "running_mean_std.running_mean"
 POLICY_HEAD_KEY = "a2c_network.mu.weight"
 
 
+def _numeric_numpy_scalar(dtype: object, data: object = None) -> int | float | complex:
+    """Stand-in for numpy's scalar unpickler: numbers only, returned as plain Python numbers.
+
+    rl_games stores `last_mean_rewards` as a numpy float32, which weights_only loading refuses;
+    allowing numpy's own constructor would also allow object-dtype scalars built from raw bytes.
+    """
+    import pickle
+
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise pickle.UnpicklingError(f"a numpy scalar of dtype {str(dtype)[:40]} is not allowed")
+    if len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("a numpy scalar with the wrong number of bytes")
+    return np.frombuffer(data, dtype=dtype, count=1)[0].item()
+
+
+def _numeric_numpy_globals() -> list[Any]:
+    import numpy as np
+
+    dtypes = [
+        getattr(np.dtypes, name)
+        for name in dir(getattr(np, "dtypes", None))
+        if name.endswith("DType") and name not in ("ObjectDType", "VoidDType", "StrDType", "BytesDType")
+    ]
+    scalar = [(_numeric_numpy_scalar, f"{m}.multiarray.scalar") for m in ("numpy.core", "numpy._core")]
+    return [*scalar, np.dtype, *dtypes]
+
+
+def torch_load_weights(source: Any) -> Any:
+    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run."""
+    import torch
+
+    with torch.serialization.safe_globals(_numeric_numpy_globals()):
+        return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def needs_full_unpickling(err: BaseException) -> bool:
+    """Whether a load failed because the file holds objects weights_only loading refuses."""
+    import pickle
+
+    return isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower()
+
+
 def read_checkpoint_dict(path: Path) -> dict[str, Any]:
     """torch.load(weights_only=True) of a regular file of bounded size; CheckpointRejected otherwise.
 
     No code from the file runs; a FIFO, a device or a monster file is refused before torch sees it.
     """
-    import torch
-
     try:
         fd = open_regular_file(path, CHECKPOINT_MAX_BYTES)
     except FileNotFoundError:
@@ -561,7 +598,7 @@ def read_checkpoint_dict(path: Path) -> dict[str, Any]:
         raise CheckpointRejected(str(err)) from None
     try:
         with os.fdopen(fd, "rb") as f:
-            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+            ckpt = torch_load_weights(f)
     except Exception as err:  # noqa: BLE001 - torn zip, EOF, pickle refusal: all one message
         raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first_line(err)})") from None
     if not isinstance(ckpt, dict):

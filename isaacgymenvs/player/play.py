@@ -69,6 +69,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     # A few envs' policy is latency-bound: one thread, leaving the cores to a trainer beside us.
     torch.set_num_threads(1)
     core = build_core(cfg, run)
+    if cfg.checkpoint:
+        check_initial_checkpoint(Path(cfg.checkpoint), cfg.task.name, core)
     follower = core.follower
     panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
     follower.start()
@@ -86,6 +88,15 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         if panel is not None:
             panel.terminate()  # closing the player closes its panel
             panel.wait(timeout=10)
+
+
+def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
+    """checkpoint= named on the command line must fit the run's task, or playing it would show (or
+    evaluate) an untrained policy and still succeed."""
+    try:
+        protocol.load_checkpoint(path, task, core.task.num_obs, core.task.num_actions)
+    except protocol.CheckpointRejected as err:
+        raise UserError(f"checkpoint={path} cannot be played on this run: {err}.") from None
 
 
 def require_display() -> None:
