@@ -657,8 +657,8 @@ def plain_number(value: object, cast: type) -> Any:
         return None
 
 
-def validate_checkpoint(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """Check a loaded checkpoint dict fits the task; CheckpointRejected (one sentence) otherwise."""
+def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
     name = path.name
     model = model_weights(ckpt, name)
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
@@ -688,9 +688,15 @@ def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> Ch
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    ckpt = read_checkpoint_dict(path)
+    return validate_checkpoint(read_checkpoint_dict(path), path, task, num_obs, num_actions)
+
+
+def validate_checkpoint(ckpt: object, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Check a loaded checkpoint fits the task; raises only CheckpointRejected (one sentence)."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     try:
-        return validate_checkpoint(ckpt, path, task, num_obs, num_actions)
+        return _check_fits(ckpt, path, task, num_obs, num_actions)
     except CheckpointRejected:
         raise
     except Exception as err:  # noqa: BLE001 - a malformed dict we did not foresee: still one sentence
