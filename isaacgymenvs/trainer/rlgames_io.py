@@ -107,13 +107,13 @@ def guard_event_writer(event_file_writer: Any, logdir: str) -> None:
     """Make a tensorboardX EventFileWriter drop events instead of dying or blocking on write errors.
 
     Its worker thread writes and flushes the events file; an OSError there (disk full) ends the
-    thread, and then the training thread's `put` on the full queue waits for ever. Here write and
-    flush errors are caught (the thread lives and keeps draining the queue), and a `put` that
-    still cannot proceed gives up after a timeout.
+    thread, and then the training thread's `put` on the full queue waits for ever. Here write,
+    flush and close errors are caught (the thread lives and keeps draining the queue; the atexit
+    close prints no traceback), and a `put` that still cannot proceed gives up after a timeout.
     """
     once = _Once()
     records = event_file_writer._ev_writer
-    write_event, flush = records.write_event, records.flush
+    write_event, flush, close = records.write_event, records.flush, records.close
 
     def guarded(call: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any) -> Any:
@@ -125,7 +125,7 @@ def guard_event_writer(event_file_writer: Any, logdir: str) -> None:
 
         return run
 
-    records.write_event, records.flush = guarded(write_event), guarded(flush)
+    records.write_event, records.flush, records.close = guarded(write_event), guarded(flush), guarded(close)
 
     def add_event(event: Any) -> None:
         if event_file_writer._closed:
