@@ -9,7 +9,7 @@ from isaacgymenvs.errors import RunFailed, UserError
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 
   task=Ant|Humanoid|Cartpole   mode=train|play   num_envs=N   max_iterations=N   seed=N
-  sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH
+  sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH   trust_checkpoint=True
   checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
   play: experiment=RUN_OR_PREFIX headless=True stochastic=True video=True video_length=N games_num=N
 
