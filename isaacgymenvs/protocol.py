@@ -122,6 +122,22 @@ def write_params(run: RunDir, cfg: DictConfig) -> None:
     OmegaConf.save(cfg, run.config_file, resolve=True)
 
 
+CONFIG_MAX_BYTES = 1024 * 1024  # the resolved config is ~10 KB
+
+
+def read_params(run: RunDir) -> DictConfig:
+    """The run's params/config.yaml, read like any file another process wrote: a FIFO or a huge
+    file raises UnreadableFile (never blocks); a missing one FileNotFoundError; bad YAML ValueError."""
+    text = read_bounded(run.config_file, CONFIG_MAX_BYTES).decode("utf-8", "replace")
+    try:
+        cfg = OmegaConf.create(text)
+    except Exception as err:  # noqa: BLE001 - yaml and omegaconf raise their own types
+        raise ValueError(f"{run.config_file.name} is not a YAML mapping ({first_line(err)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{run.config_file.name} is not a YAML mapping")
+    return cfg
+
+
 def config_hash(cfg: DictConfig) -> str:
     """sha256 of the resolved configuration: tells whether two checkpoints come from one setup."""
     return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
@@ -250,7 +266,7 @@ METRICS_MAX_BYTES = 64 * 1024 * 1024  # ~1M epochs of metrics.csv
 CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
 
 
-class UnreadableFile(Exception):
+class UnreadableFile(OSError):
     """A file that is not a regular file, too large or unreadable; the message says which."""
 
 

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             info = run_info(run)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, AttributeError) as err:
             raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}).") from None
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)

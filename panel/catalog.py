@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
 from isaacgymenvs.tasks import TASKS
@@ -61,7 +59,7 @@ class RunInfo:
 
 def run_info(run: RunDir) -> RunInfo:
     """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
-    task = str(OmegaConf.load(run.config_file).task.name)
+    task = str(protocol.read_params(run).task.name)
     cls = TASKS[task]
     return RunInfo(task, cls.num_obs, cls.num_actions)
 

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from tests.conftest import run_cli, start_cli
+from tests.conftest import REPO, run_cli, start_cli
 from tests.test_hostile_inputs import GOOD_MODEL
 
 CPU = ("sim_device=cpu", "rl_device=cpu")
@@ -148,6 +149,51 @@ def test_a_dead_follower_thread_is_reported_not_hidden(tmp_path, monkeypatch):
         assert protocol.read_status(run)["heartbeat"] > status["heartbeat"]
     finally:
         follower.stop()
+
+
+def cartpole_policy():  # noqa: ANN201
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs.config import load_config
+    from isaacgymenvs.player.policy import Policy
+
+    cfg = load_config(["task=Cartpole", *CPU])
+    return Policy(OmegaConf.to_container(cfg.train, resolve=True), 4, 1, "cpu", stochastic=True)
+
+
+def test_a_refused_state_dict_leaves_the_policy_whole_and_actions_stay_finite():
+    policy = cartpole_policy()
+    good = {k: torch.full_like(v, 0.5) for k, v in policy.model.state_dict().items()}
+    policy.load(good)
+    bad = {k: (torch.zeros(3) if k.endswith("mu.weight") else torch.full_like(v, 9.0)) for k, v in good.items()}
+    with pytest.raises(RuntimeError):
+        policy.load(bad)  # load_state_dict copies what fits before it raises: those copies are undone
+    assert all(torch.equal(v, good[k]) for k, v in policy.model.state_dict().items())
+    huge = {k: torch.full_like(v, 3e38) if v.is_floating_point() else v for k, v in good.items()}
+    with pytest.raises(RuntimeError, match="not finite"):  # finite weights, but the std overflows
+        policy.load(huge, probe_obs=torch.ones(5, 4))
+    assert all(torch.equal(v, good[k]) for k, v in policy.model.state_dict().items())
+    policy.load(huge)  # without a probe it loads: acting must still neither raise nor return NaN
+    actions = policy.act(torch.ones(5, 4))
+    assert bool(torch.isfinite(actions).all()) and actions.shape == (5, 1)
+
+
+@pytest.mark.parametrize("make", ["fifo", "huge", "not yaml"])
+def test_a_hostile_params_file_is_one_sentence_for_player_and_panel(tmp_path, make):
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    if make == "fifo":
+        os.mkfifo(run.config_file)
+    elif make == "huge":
+        run.config_file.write_bytes(b"#" * (protocol.CONFIG_MAX_BYTES + 1))
+    else:
+        run.config_file.write_text("- just\n- a list\n")
+    player = run_cli("mode=play", f"experiment={run.name}", "headless=True", *CPU, cwd=tmp_path, timeout=120)
+    script = REPO / "isaacgymenvs" / "checkpoint_control_panel.py"
+    args = [sys.executable, str(script), f"--experiment={run.name}", f"--train_dir={tmp_path / 'runs'}"]
+    panel = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    for result in (player, panel):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.strip().startswith("Error: Run ") and "params/config.yaml" in result.stderr
 
 
 # --- live: trainer + headless player + catalogue, fed hostile files ------------------------------

@@ -30,7 +30,7 @@ class PlayerCore:
         if info is None:
             return False
         try:
-            self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()})
+            self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()}, probe_obs=self.obs)
         except Exception as err:  # noqa: BLE001 - any refusal keeps the current policy, with a reason
             self.follower.apply_failed(info, str(err).strip().splitlines()[0][:200] or type(err).__name__)
             return False

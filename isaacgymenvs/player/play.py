@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
@@ -22,10 +23,11 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
     num_envs, devices and play keys stay as given for this player.
     """
     try:
-        saved = OmegaConf.load(run.config_file)
-    except (OSError, ValueError) as err:
+        saved = protocol.read_params(run)
+        saved_task = str(saved.task.name)
+    except (OSError, ValueError, AttributeError, OmegaConfBaseException) as err:
         raise UserError(f"Run {run.name} has no readable params/config.yaml ({err}); is it a training run?") from None
-    if task_given and saved.task.name != cfg.task.name:
+    if task_given and saved_task != cfg.task.name:
         raise UserError(
             f"Run {run.name} trained task {saved.task.name}, not {cfg.task.name}; drop task= or pick a run."
         )
