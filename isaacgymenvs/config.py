@@ -65,12 +65,14 @@ INT_KEYS = {
     "checkpoint_save_freq": 1, "games_num": 0, "video_length": 1, "play_num_envs": 1,
     "graphics_device_id": 0, "seed": None,
 }  # fmt: skip
-POSITIVE_NUMBER_KEYS = ("checkpoint_reload_interval", "video_fps")
+# key -> smallest allowed value (exclusive for 0): a reload poll of 1e-9 s would busy-loop a core.
+MIN_NUMBER_KEYS = {"checkpoint_reload_interval": 0.1, "video_fps": 0.0}
 UNITS = {
     "checkpoint_save_freq": "a positive number of epochs", "games_num": "a number of episodes (0: no evaluation)",
     "video_length": "a positive number of frames", "play_num_envs": "a positive number of environments",
     "graphics_device_id": "a GPU index (0, 1, ...)", "seed": "an integer",
-    "checkpoint_reload_interval": "a positive number of seconds", "video_fps": "a positive number of frames per second",
+    "checkpoint_reload_interval": "a number of seconds, at least 0.1",
+    "video_fps": "a positive number of frames per second",
 }  # fmt: skip
 
 
@@ -87,9 +89,10 @@ def check_types(cfg: DictConfig) -> None:
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
             raise UserError(f"{key}={value} must be {UNITS[key]}.")
-    for key in POSITIVE_NUMBER_KEYS:
+    for key, low in MIN_NUMBER_KEYS.items():
         value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not (value >= low if low else value > 0) or not value < math.inf:
             raise UserError(f"{key}={value} must be {UNITS[key]}.")
     value = cfg.max_iterations
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
