@@ -447,3 +447,13 @@ def test_tensorboard_write_errors_neither_kill_nor_hang_training(tmp_path, capsy
     assert writer.file_writer.event_writer._worker.is_alive()
     err = capsys.readouterr().err
     assert err.count("TensorBoard cannot write to") == 1 and "training goes on" in err
+
+
+@FUZZ
+@given(
+    values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=20),
+    dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.complex64]),
+)
+def test_fast_finite_check_agrees_with_isfinite(values, dtype):
+    tensor = torch.tensor(values, dtype=torch.float32).to(dtype)
+    assert protocol.all_finite(tensor) == bool(torch.isfinite(tensor).all())
