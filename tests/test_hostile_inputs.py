@@ -457,3 +457,18 @@ def test_tensorboard_write_errors_neither_kill_nor_hang_training(tmp_path, capsy
 def test_fast_finite_check_agrees_with_isfinite(values, dtype):
     tensor = torch.tensor(values, dtype=torch.float32).to(dtype)
     assert protocol.all_finite(tensor) == bool(torch.isfinite(tensor).all())
+
+
+@FUZZ
+@given(
+    status=st.dictionaries(
+        st.sampled_from(["mode", "checkpoint", "epoch", "reward", "loaded_at", "error", "phase"]),
+        st.one_of(json_value, st.just("<b>x</b><img src=y>"), st.just(1e308), st.floats()),
+    )
+)
+def test_panel_status_line_renders_any_status(status):
+    pytest.importorskip("PySide6")
+    from panel.window import status_html
+
+    text = status_html("loaded", status)
+    assert isinstance(text, str) and "<img" not in text  # the player's values are escaped, never markup
