@@ -10,6 +10,7 @@ process derives paths and file formats from this module only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -270,17 +271,24 @@ class UnreadableFile(OSError):
     """A file that is not a regular file, too large or unreadable; the message says which."""
 
 
-def open_regular_file(path: Path, max_bytes: int) -> int:
+def open_regular_file(path: Path, max_bytes: int, follow_links: bool = True) -> int:
     """A read-only fd of `path` if it is a regular file of at most `max_bytes`, else UnreadableFile.
 
     O_NONBLOCK: opening a FIFO (or a device) that someone put under a watched name must not block
-    the reader until a writer appears; the fstat afterwards refuses it.
+    the reader until a writer appears; the fstat afterwards refuses it. Without `follow_links` a
+    symlink in the last component is refused (O_NOFOLLOW): the run's own small files are replaced
+    by rename, never linked, so a link there can only lead somewhere we must not read.
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as err:
+        if err.errno == errno.ELOOP and not follow_links:
+            raise UnreadableFile(f"{path.name} is a symbolic link, which is not followed") from None
         raise UnreadableFile(f"cannot open {path.name} ({err.strerror or err})") from None
     try:
         st = os.fstat(fd)
@@ -296,12 +304,12 @@ def open_regular_file(path: Path, max_bytes: int) -> int:
 
 
 def read_bounded(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes` (FileNotFoundError if absent).
+    """The bytes of a regular, non-symlink file of at most `max_bytes` (FileNotFoundError if absent).
 
-    Never blocks on special files and never reads more than `max_bytes` + 1, even if the file
-    grows while it is read.
+    Never blocks on special files, never follows a link out of the run, and never reads more than
+    `max_bytes` + 1, even if the file grows while it is read.
     """
-    fd = open_regular_file(path, max_bytes)
+    fd = open_regular_file(path, max_bytes, follow_links=False)
     with os.fdopen(fd, "rb") as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:

@@ -140,8 +140,16 @@ def test_special_huge_and_odd_state_files_never_block(run):
     path.write_bytes(b" " * (protocol.JSON_MAX_BYTES + 1))
     assert "more than the 65536 allowed" in protocol.read_state(run)[1]
     path.unlink()
-    path.symlink_to("/dev/zero")  # endless: refused by type, never read
-    assert call_with_timeout(lambda: protocol.read_state(run))[1] == f"{path.name} is not a regular file"
+    path.symlink_to("/dev/zero")  # endless, and outside the run: a link is never followed
+    assert (
+        call_with_timeout(lambda: protocol.read_state(run))[1]
+        == f"{path.name} is a symbolic link, which is not followed"
+    )
+    path.unlink()
+    secret = run.root.parent / "secret.json"
+    secret.write_text('{"mode": "auto", "seq": 1}')
+    path.symlink_to(secret)  # even a valid file outside the run is not read
+    assert protocol.read_state(run) == (None, f"{path.name} is a symbolic link, which is not followed")
     path.unlink()
     path.write_text(json.dumps({"mode": "manual", "checkpoint": "nn/missing.pth", "seq": 4}))
     assert protocol.read_state(run) == (None, f"{path.name} names 'nn/missing.pth', which does not exist")
