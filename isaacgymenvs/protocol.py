@@ -751,8 +751,19 @@ def append_metrics(run: RunDir, epoch: int, frame: int, mean_reward: float | Non
     """Append one epoch; a line is written whole, so readers see complete lines plus maybe a tail."""
     new = not run.metrics_file.exists()
     reward = "" if mean_reward is None else f"{mean_reward:.6g}"
-    with open(run.metrics_file, "a") as f:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never append through a link
+    with os.fdopen(os.open(run.metrics_file, flags, 0o644), "a") as f:
         f.write((METRICS_HEADER if new else "") + f"{epoch},{frame},{reward},{wall_time:.3f}\n")
+
+
+def output_dir_in_run(run: RunDir, name: str) -> Path:
+    """`<run>/<name>` for the player's outputs (videos/, eval/), created if needed; UserError if it
+    is, or leads through, a link out of the run (the player writes nothing outside the run)."""
+    path = run.root / name
+    path.mkdir(exist_ok=True)
+    if not path.resolve().is_relative_to(run.root.resolve()) or not path.is_dir():
+        raise UserError(f"{path} leads outside the run directory; remove it or the link.")
+    return path
 
 
 def read_metrics(run: RunDir) -> list[tuple[int, int, float]]:

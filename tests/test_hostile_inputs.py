@@ -480,3 +480,19 @@ def test_panel_status_line_renders_any_status(status):
 
     text = status_html("loaded", status)
     assert isinstance(text, str) and "<img" not in text  # the player's values are escaped, never markup
+
+
+def test_nothing_is_written_through_a_link_out_of_the_run(run, tmp_path):
+    from isaacgymenvs.errors import UserError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "metrics.csv").write_text("mine\n")
+    run.metrics_file.symlink_to(outside / "metrics.csv")
+    with pytest.raises(OSError):
+        protocol.append_metrics(run, 1, 10, 1.0, 0.0)
+    assert (outside / "metrics.csv").read_text() == "mine\n"
+    (run.root / "videos").symlink_to(outside)
+    with pytest.raises(UserError, match="videos leads outside the run directory"):
+        protocol.output_dir_in_run(run, "videos")
+    assert protocol.output_dir_in_run(run, "eval") == run.root / "eval"

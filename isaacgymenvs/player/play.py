@@ -134,9 +134,14 @@ def _play_headless(cfg: DictConfig, run: RunDir, core) -> None:  # noqa: ANN001
             core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
         )
         recorder = ClipRecorder(
-            renderer, run.root / "videos", int(cfg.video_length), core.task.dt, float(cfg.video_fps)
+            renderer,
+            protocol.output_dir_in_run(run, "videos"),
+            int(cfg.video_length),
+            core.task.dt,
+            float(cfg.video_fps),
         )
-    csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval")
+    eval_dir = protocol.output_dir_in_run(run, "eval") if cfg.games_num > 0 else None
+    csv_path = run_headless(core, int(cfg.games_num), recorder, eval_dir)
     if csv_path is not None:
         returns = list(core.finished_returns)[: int(cfg.games_num)]
         print(f"{len(returns)} episodes, mean return {sum(returns) / len(returns):.2f}; returns written to {csv_path}")
