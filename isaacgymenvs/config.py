@@ -17,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.tasks import task_class
 
@@ -99,29 +100,11 @@ def check_types(cfg: DictConfig) -> None:
         raise UserError(f"max_iterations={value} must be a positive number of epochs (or null: the train config's).")
     if isinstance(cfg.experiment, int) and not isinstance(cfg.experiment, bool):
         cfg.experiment = str(cfg.experiment)  # experiment=2024 is a name, parsed by Hydra as a number
-    check_experiment_name(cfg.experiment)
+    protocol.check_experiment_name(cfg.experiment)
     if not isinstance(cfg.train_dir, str) or not cfg.train_dir.strip() or "\x00" in cfg.train_dir:
         raise UserError(f"train_dir={cfg.train_dir} must be a directory path.")
     if not isinstance(cfg.checkpoint, str):
         raise UserError(f"checkpoint={cfg.checkpoint} must be a path to a .pth file.")
-
-
-EXPERIMENT_MAX_CHARS = 100
-
-
-def check_experiment_name(name: object) -> None:
-    """An experiment is a name (a run-directory prefix or part of a run name), never a path.
-
-    'experiment=../x' would otherwise make or follow a run directory outside train_dir.
-    """
-    if not isinstance(name, str):
-        raise UserError(f"experiment={name} must be a name, e.g. experiment=ant_flat.")
-    bad = "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > EXPERIMENT_MAX_CHARS
-    if bad:
-        raise UserError(
-            f"experiment={name[:EXPERIMENT_MAX_CHARS]!r} must be a name, not a path: at most "
-            f"{EXPERIMENT_MAX_CHARS} characters, no '/' or '\\', not starting with '.'."
-        )
 
 
 def check_train_dir_writable(train_dir: str) -> None:
@@ -145,8 +128,6 @@ def check_checkpoint_file(cfg: DictConfig) -> None:
     Training resumes through rl_games' loader; ours makes it load with weights_only=True, so a
     file that needs full unpickling is refused here with the key that allows it.
     """
-    from isaacgymenvs import protocol
-
     path = Path(cfg.checkpoint)
     if not path.is_file():
         raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
@@ -164,8 +145,6 @@ def check_checkpoint_file(cfg: DictConfig) -> None:
 
 
 def _needs_full_unpickling(path: Path) -> bool:
-    from isaacgymenvs import protocol
-
     try:
         protocol.torch_load_weights(path)
     except Exception as err:  # noqa: BLE001

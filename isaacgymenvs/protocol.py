@@ -377,6 +377,24 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 # --- experiments: which run directory a player or panel follows ------------------------------
 
 
+EXPERIMENT_MAX_CHARS = 100
+
+
+def check_experiment_name(name: object) -> None:
+    """An experiment is a name (a run-directory prefix or part of a run name), never a path.
+
+    'experiment=../x' would otherwise make or follow a run directory outside train_dir.
+    """
+    if not isinstance(name, str):
+        raise UserError(f"experiment={name} must be a name, e.g. experiment=ant_flat.")
+    bad = "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > EXPERIMENT_MAX_CHARS
+    if bad:
+        raise UserError(
+            f"experiment={name[:EXPERIMENT_MAX_CHARS]!r} must be a name, not a path: at most "
+            f"{EXPERIMENT_MAX_CHARS} characters, no '/' or '\\', not starting with '.'."
+        )
+
+
 def list_runs(train_dir: str | Path) -> list[RunDir]:
     """Run directories under `train_dir`, newest first (timestamp in the name, else ctime).
 

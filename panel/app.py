@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train_dir", default="runs", help="parent directory of run directories")
     args = parser.parse_args(argv)
     try:
+        protocol.check_experiment_name(args.experiment)  # a name, not a path out of train_dir
         run = protocol.resolve_experiment(args.train_dir, args.experiment)
         from panel.catalog import run_info
 

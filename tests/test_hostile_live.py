@@ -432,3 +432,13 @@ def test_in_process_config_refusals_match_the_cli(tmp_path):
         with pytest.raises(UserError) as err:
             load_config(["task=Cartpole", *CPU, *args])
         assert expected in str(err.value) and "\n" not in str(err.value), args
+
+
+def test_panel_refuses_an_experiment_that_is_a_path(tmp_path):
+    (tmp_path / "elsewhere_2026-01-01_00-00-00" / "nn").mkdir(parents=True)  # a run outside train_dir
+    (tmp_path / "runs").mkdir()
+    script = REPO / "isaacgymenvs" / "checkpoint_control_panel.py"
+    args = [sys.executable, str(script), "--experiment=../elsewhere_2026-01-01_00-00-00", "--train_dir=runs"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("Error: experiment='../elsewhere_2026-01-01_00-00-00' must be a name")
