@@ -442,3 +442,15 @@ def test_panel_refuses_an_experiment_that_is_a_path(tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("Error: experiment='../elsewhere_2026-01-01_00-00-00' must be a name")
+
+
+@pytest.mark.slow
+def test_read_only_train_dir_is_one_sentence(tmp_path):
+    with small_tmpfs(tmp_path / "ro", size="1m") as disk:
+        remount = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only here ({remount.stderr.strip()})")
+        result = run_cli("task=Cartpole", *CPU, f"train_dir={disk / 'runs'}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = f"Error: train_dir={disk / 'runs'} is not writable ({disk} is read-only or not yours)."
+    assert result.stderr.strip() == expected
