@@ -385,6 +385,10 @@ def test_rlgames_loader_is_weights_only_even_if_the_file_changes_after_the_check
     with pytest.raises(UserError, match="needs full unpickling.*trust_checkpoint=True"):
         weights_only_loader(trust=False)(str(tmp_path / "swapped.pth"))
     assert not marker.exists()
+    (tmp_path / "torn.pth").write_bytes(b"PK\x03\x04 torn")
+    for trust in (False, True):  # even a trusted file that is torn is one sentence, not a traceback
+        with pytest.raises(UserError, match="torn.pth is torn or not a checkpoint"):
+            weights_only_loader(trust=trust)(str(tmp_path / "torn.pth"))
 
 
 # --- the command line ---------------------------------------------------------------------------------

@@ -30,7 +30,11 @@ def weights_only_loader(trust: bool) -> Callable[[str], Any]:
 
     def load_checkpoint(filename: str) -> Any:
         if trust:
-            return full_unpickle(filename)
+            try:
+                return full_unpickle(filename)
+            except Exception as err:  # noqa: BLE001 - torn or not a checkpoint: one sentence, not a traceback
+                reason = protocol.first_line(err)
+                raise UserError(f"checkpoint={filename} is torn or not a checkpoint ({reason}).") from None
         print(f"=> loading checkpoint '{filename}' (weights only)", flush=True)
         try:
             state = protocol.torch_load_weights(filename)
