@@ -28,6 +28,6 @@ setup(
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
-        "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-timeout>=2.2", "ruff>=0.6", "pillow>=10"],
+        "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-timeout>=2.2", "ruff>=0.6", "pillow>=10", "hypothesis>=6.100"],
     },
 )

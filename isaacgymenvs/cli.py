@@ -6,12 +6,12 @@ import sys
 
 from isaacgymenvs import signals
 from isaacgymenvs.console import quiet_rl_games, silence_library_warnings
-from isaacgymenvs.errors import UserError
+from isaacgymenvs.errors import RunFailed, UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 
   task=Ant|Humanoid|Cartpole   mode=train|play   num_envs=N   max_iterations=N   seed=N
-  sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH
+  sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH   trust_checkpoint=True
   checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
   play: experiment=RUN_OR_PREFIX headless=True stochastic=True video=True video_length=N games_num=N
 
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         print(signals.describe(err), file=sys.stderr)
         return signals.exit_code(err)

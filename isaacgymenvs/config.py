@@ -7,6 +7,7 @@ code reads a complete, checked config.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.tasks import task_class
 
@@ -68,9 +70,111 @@ def resolve_algo(params: DictConfig) -> None:
         params.config.torch_compile = False
 
 
+BOOL_KEYS = (
+    "test", "headless", "multi_gpu", "torch_deterministic", "capture_video", "wandb_activate",
+    "enable_control_panel", "stochastic", "video", "trust_checkpoint",
+)  # fmt: skip
+# key -> smallest allowed value (None: any integer)
+INT_KEYS = {
+    "checkpoint_save_freq": 1, "games_num": 0, "video_length": 1, "play_num_envs": 1,
+    "graphics_device_id": 0, "seed": None, "checkpoint_save_freq_gpu": 1, "checkpoint_save_freq_cpu": 1,
+}  # fmt: skip
+# null means "resolve for this machine" (checkpoint_save_freq: per simulation device)
+NULLABLE_KEYS = ("checkpoint_save_freq",)
+# key -> smallest allowed value (exclusive for 0): a reload poll of 1e-9 s would busy-loop a core.
+MIN_NUMBER_KEYS = {"checkpoint_reload_interval": 0.1, "video_fps": 0.0}
+UNITS = {
+    "checkpoint_save_freq": "a positive number of epochs", "games_num": "a number of episodes (0: no evaluation)",
+    "video_length": "a positive number of frames", "play_num_envs": "a positive number of environments",
+    "graphics_device_id": "a GPU index (0, 1, ...)", "seed": "an integer",
+    "checkpoint_save_freq_gpu": "a positive number of epochs",
+    "checkpoint_save_freq_cpu": "a positive number of epochs",
+    "checkpoint_reload_interval": "a number of seconds, at least 0.1",
+    "video_fps": "a positive number of frames per second",
+}  # fmt: skip
+
+
+def check_types(cfg: DictConfig) -> None:
+    """Every plain value has the type and range it needs, or one sentence says which key is wrong.
+
+    Run once at load, before anything reads the values: later code may then trust them (a
+    reload interval of 0 would busy-loop a core on stat calls; 'abc' would be a traceback).
+    """
+    for key in BOOL_KEYS:
+        if not isinstance(cfg[key], bool):
+            raise UserError(f"{key}={cfg[key]} must be True or False.")
+    for key, low in INT_KEYS.items():
+        value = cfg[key]
+        if value is None and key in NULLABLE_KEYS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+            raise UserError(f"{key}={value} must be {UNITS[key]}.")
+    for key, low in MIN_NUMBER_KEYS.items():
+        value = cfg[key]
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not (value >= low if low else value > 0) or not value < math.inf:
+            raise UserError(f"{key}={value} must be {UNITS[key]}.")
+    value = cfg.max_iterations
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise UserError(f"max_iterations={value} must be a positive number of epochs (or null: the train config's).")
+    if isinstance(cfg.experiment, int) and not isinstance(cfg.experiment, bool):
+        cfg.experiment = str(cfg.experiment)  # experiment=2024 is a name, parsed by Hydra as a number
+    protocol.check_experiment_name(cfg.experiment)
+    if not isinstance(cfg.train_dir, str) or not cfg.train_dir.strip() or "\x00" in cfg.train_dir:
+        raise UserError(f"train_dir={cfg.train_dir} must be a directory path.")
+    if not isinstance(cfg.checkpoint, str):
+        raise UserError(f"checkpoint={cfg.checkpoint} must be a path to a .pth file.")
+
+
+def check_train_dir_writable(train_dir: str) -> None:
+    """Training writes under train_dir: refuse, in one sentence, a place it cannot write."""
+    path = Path(train_dir).absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise UserError(f"train_dir={train_dir} cannot be created: {existing} is not a directory.")
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    try:
+        writable = writable and not os.statvfs(existing).f_flag & os.ST_RDONLY
+    except OSError:
+        pass
+    if not writable:
+        raise UserError(f"train_dir={train_dir} is not writable ({existing} is read-only or not yours).")
+
+
+def check_checkpoint_file(cfg: DictConfig) -> None:
+    """checkpoint= must be a checkpoint that loads without running code, unless the user trusts it.
+
+    Training resumes through rl_games' loader; ours makes it load with weights_only=True, so a
+    file that needs full unpickling is refused here with the key that allows it.
+    """
+    path = Path(cfg.checkpoint)
+    if not path.is_file():
+        raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
+    try:
+        protocol.model_weights(protocol.read_checkpoint_dict(path), path.name)
+    except protocol.CheckpointRejected as err:
+        if cfg.mode == "train" and cfg.trust_checkpoint:
+            return  # the user vouches for it; rl_games unpickles it fully
+        if cfg.mode == "train" and _needs_full_unpickling(path):
+            raise UserError(
+                f"checkpoint={cfg.checkpoint} needs full unpickling, which can run code from the file; "
+                "if you trust it, add trust_checkpoint=True."
+            ) from None
+        raise UserError(f"checkpoint={cfg.checkpoint} is not a usable checkpoint: {err}.") from None
+
+
+def _needs_full_unpickling(path: Path) -> bool:
+    try:
+        protocol.torch_load_weights(path)
+    except Exception as err:  # noqa: BLE001
+        return protocol.needs_full_unpickling(err)
+    return False
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """Validate the user's choices and replace 'auto'/null with concrete values."""
     OmegaConf.set_struct(cfg, False)
+    check_types(cfg)
     if cfg.test:
         cfg.mode = "play"
     if cfg.mode not in MODES:
@@ -89,10 +193,10 @@ def resolve(cfg: DictConfig) -> DictConfig:
     if "train" in cfg:
         cfg.train.params.config.torch_compile = resolve_torch_compile(cfg.train.params.config.get("torch_compile"), cfg)
         resolve_algo(cfg.train.params)
-    if cfg.max_iterations is not None and int(cfg.max_iterations) <= 0:
-        raise UserError(f"max_iterations={cfg.max_iterations} must be a positive number of epochs.")
-    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
-        raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
+    if cfg.checkpoint:
+        check_checkpoint_file(cfg)
+    if cfg.mode == "train":
+        check_train_dir_writable(cfg.train_dir)
     if cfg.capture_video and cfg.mode == "train":
         raise UserError(
             "capture_video=True: the trainer never renders (that would slow it severalfold); "
@@ -106,12 +210,8 @@ def resolve(cfg: DictConfig) -> DictConfig:
         )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
-    if not isinstance(cfg.video_fps, int | float) or cfg.video_fps <= 0:
-        raise UserError(f"video_fps={cfg.video_fps} must be a positive number of frames per second.")
     if cfg.checkpoint_save_freq is None:
         cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)
-    if cfg.checkpoint_save_freq <= 0:
-        raise UserError(f"checkpoint_save_freq={cfg.checkpoint_save_freq} must be a positive number of epochs.")
     OmegaConf.set_struct(cfg, True)
     return cfg
 

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train_dir", default="runs", help="parent directory of run directories")
     args = parser.parse_args(argv)
     try:
+        protocol.check_experiment_name(args.experiment)  # a name, not a path out of train_dir
         run = protocol.resolve_experiment(args.train_dir, args.experiment)
         display.require_display(
             "checkpoint control panel", "run the panel on a machine with a display (it needs only the run directory)"
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             info = run_info(run)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, AttributeError) as err:
             raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}).") from None
     except UserError as err:
         print(f"Error: {err}", file=sys.stderr)

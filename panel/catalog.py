@@ -7,12 +7,12 @@ size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
-
-from omegaconf import OmegaConf
+from pathlib import Path
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
@@ -57,7 +57,7 @@ class RunInfo:
 
 def run_info(run: RunDir) -> RunInfo:
     """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
-    task = str(OmegaConf.load(run.config_file).task.name)
+    task = str(protocol.read_params(run).task.name)
     cls = TASKS[task]
     return RunInfo(task, cls.num_obs, cls.num_actions)
 
@@ -67,6 +67,7 @@ class CheckpointCatalog:
 
     def __init__(self, run: RunDir, info: RunInfo) -> None:
         self.run, self.info = run, info
+        protocol.clean_stale_temp_files(run)  # opened for following: a killed writer's leftovers go
         self._cache: dict[str, tuple[tuple[int, int, int], CheckpointEntry]] = {}
 
     def scan(self) -> list[CheckpointEntry]:
@@ -92,13 +93,22 @@ class CheckpointCatalog:
             del self._cache[gone]
         return sorted(entries, key=lambda e: e.mtime, reverse=True)
 
-    def _validate(self, path, st) -> CheckpointEntry:  # noqa: ANN001
+    def _validate(self, path: Path, st: os.stat_result) -> CheckpointEntry:
+        """One entry; a file that cannot be used is listed with its reason, never an exception.
+
+        A single hostile file must not make the whole list disappear, so anything the protocol's
+        validator did not turn into a reason becomes one here.
+        """
         epoch = reward = problem = None
         try:
-            loaded = protocol.load_checkpoint(path, self.info.task, self.info.num_obs, self.info.num_actions)
+            loaded = protocol.load_checkpoint_in_run(
+                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions
+            )
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)
+        except Exception as err:  # noqa: BLE001
+            problem = f"{path.name} cannot be checked ({type(err).__name__}: {protocol.first_line(err)})"
         named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
         epoch = named_epoch if named_epoch is not None else epoch
         reward = named_reward if named_reward is not None else reward
@@ -110,7 +120,9 @@ def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | N
     status = protocol.read_status(run)
     now = time.time() if now is None else now
     heartbeat = status.get("heartbeat") if status else None
-    if not isinstance(heartbeat, (int, float)) or now - heartbeat > STALE_HEARTBEAT_SECONDS:
+    if not isinstance(heartbeat, (int, float)) or not math.isfinite(heartbeat):
+        return "player not running", status
+    if now - heartbeat > STALE_HEARTBEAT_SECONDS:
         return "player not running", status
     phase = status.get("phase")
     return (phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"), status

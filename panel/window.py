@@ -6,6 +6,8 @@ swaps in results, so a refresh of a thousand checkpoints stays responsive.
 
 from __future__ import annotations
 
+import html
+import math
 import time
 from bisect import bisect_left
 
@@ -53,7 +55,7 @@ class Worker(QObject):
             return
         try:
             entries = self.catalog.scan()
-        except OSError as err:
+        except Exception as err:  # noqa: BLE001 - a worker slot that raised would stop all later scans
             self.problem.emit(f"Cannot list checkpoints: {err}")
             return
         self.scanned.emit(entries, protocol.read_metrics(self.run))
@@ -75,6 +77,30 @@ class Worker(QObject):
             return
         self.wrote.emit(f"Asked the player for {state.mode}" + (f": {state.checkpoint}" if state.checkpoint else ""))
         self.poll_status()
+
+
+def _shown(value: object, limit: int = 120) -> str:
+    """A status value as escaped text: the status file is written by another process and may be hostile."""
+    return html.escape(str(value)[:limit]) if value is not None and value != "" else "-"
+
+
+def status_html(summary: str, status: dict) -> str:
+    """The player-status line; any value of any type renders (never raises in the GUI thread)."""
+    when = status.get("loaded_at")
+    finite = isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when)
+    try:
+        when_text = time.strftime("%H:%M:%S", time.localtime(when)) if finite else "-"
+    except (OverflowError, OSError, ValueError):
+        when_text = "-"
+    reward = status.get("reward")
+    reward_text = f"{reward:.1f}" if isinstance(reward, (int, float)) and not isinstance(reward, bool) else "-"
+    text = (
+        f"<b>{_shown(summary)}</b> ({_shown(status.get('mode'))}): {_shown(status.get('checkpoint'))} &nbsp; "
+        f"epoch {_shown(status.get('epoch'))} &nbsp; training reward {reward_text} &nbsp; loaded at {when_text}"
+    )
+    if status.get("error"):
+        text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
+    return text
 
 
 class CheckpointTable(QAbstractTableModel):
@@ -364,22 +390,11 @@ class PanelWindow(QWidget):
         if summary == "player not running" or not status:
             self.current_label.setText("player not running")
             return
-        when = status.get("loaded_at")
-        when_text = time.strftime("%H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else "-"
-        reward = status.get("reward")
-        reward_text = f"{reward:.1f}" if isinstance(reward, (int, float)) else "-"
-        text = (
-            f"<b>{summary}</b> ({status.get('mode')}): {status.get('checkpoint') or '-'} &nbsp; "
-            f"epoch {status.get('epoch') if status.get('epoch') is not None else '-'} &nbsp; "
-            f"training reward {reward_text} &nbsp; loaded at {when_text}"
-        )
-        if status.get("error"):
-            text += f"<br><span style='color:#a33'>last load failed: {status['error']}</span>"
-        self.current_label.setText(text)
+        self.current_label.setText(status_html(summary, status))
 
     @Slot(str)
     def show_problem(self, text: str) -> None:
-        self.message.setText(f"<span style='color:#a33'>{text}</span>")
+        self.message.setText(f"<span style='color:#a33'>{html.escape(text)}</span>")
 
     @Slot(str)
     def show_message(self, text: str) -> None:

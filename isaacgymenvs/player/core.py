@@ -31,15 +31,16 @@ class PlayerCore:
         if info is None:
             return False
         try:
-            self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()})
-        except RuntimeError as err:
-            self.follower.apply_failed(info, str(err).strip().splitlines()[0][:200])
+            self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()}, probe_obs=self.obs)
+        except Exception as err:  # noqa: BLE001 - any refusal keeps the current policy, with a reason
+            self.follower.apply_failed(info, str(err).strip().splitlines()[0][:200] or type(err).__name__)
             return False
         self.follower.applied(info)
         return True
 
     def step(self) -> None:
         """One control step (1/60 s of simulated time) for every env."""
+        self.follower.check_alive()
         self.apply_ready_weights()
         actions = self.policy.act(self.obs)
         obs_dict, rewards, dones, _ = self.task.step(actions)

@@ -99,11 +99,16 @@ class CheckpointFollower:
             self._observer.daemon = True
         self._thread = threading.Thread(target=self._loop, name="checkpoint-follower", daemon=True)
         self._waiting_said = False
+        self._death: str | None = None
+        self._dead_status_at = 0.0
+        self._death_reported = False
+        self._iteration_error: str | None = None
         self.shown = self.target()  # what the follower last decided to show (read by the HUD)
 
     # --- called from the render loop -------------------------------------------------------
 
     def start(self) -> None:
+        protocol.clean_stale_temp_files(self.run)  # opened for following: a killed writer's leftovers go
         if self._observer is not None:
             self._observer.start()
         self._thread.start()
@@ -143,6 +148,32 @@ class CheckpointFollower:
         self.log(f"Keeping the current policy: {self.error}")
         self._request_status()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the follower thread runs (False before start and after stop or death)."""
+        return self._thread.is_alive()
+
+    def check_alive(self) -> bool:
+        """Called by the render loop: report a follower thread that died, instead of pretending to follow.
+
+        The thread survives any exception of one iteration, so this only fires for what escaped
+        that (or a thread killed from outside). The status file then says so, written from here,
+        at most once a second, since the thread that normally writes it is gone.
+        """
+        if self._stop.is_set() or self._thread.ident is None or self._thread.is_alive():
+            return True  # stopped on purpose, not started yet, or running
+        if not self._death_reported:
+            self._death_reported = True
+            with self._lock:
+                self.phase = "failed"
+                self.error = f"the checkpoint follower stopped ({self._death or 'unknown reason'}); restart the player"
+            self.log(f"Error: {self.error}")
+        now = time.monotonic()
+        if now - self._dead_status_at >= HEARTBEAT_SECONDS:
+            self._dead_status_at = now
+            self._write_status()
+        return False
+
     def _request_status(self) -> None:
         """Have the follower thread rewrite the status file (no disk I/O on the render loop)."""
         self._status_due.set()
@@ -165,11 +196,15 @@ class CheckpointFollower:
         return Target(self.run.latest_checkpoint, protocol.MODE_AUTO, self.state.seq)
 
     def _loop(self) -> None:
+        try:
+            self._guarded(self._first_load)
+            self._follow()
+        except BaseException as err:  # recorded for check_alive(); the render loop reports it
+            self._death = f"{type(err).__name__}: {protocol.first_line(err)}"
+            raise
+
+    def _follow(self) -> None:
         last_poll = last_state = last_status = 0.0
-        self._read_state()  # a choice saved by an earlier session applies from the first load
-        self._announce_manual_start()
-        if self.loaded_identity is None and self._failed_identity is None:  # not already tried for the state
-            self._check(force=True)
         while not self._stop.is_set():
             self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
             self._wake.clear()
@@ -177,16 +212,22 @@ class CheckpointFollower:
             dirty = self._dirty.is_set()
             self._dirty.clear()
             if dirty or now - last_state >= STATE_POLL_SECONDS:
-                self._read_state()
+                self._guarded(self._read_state)
                 last_state = now
             if dirty or self._force.is_set() or now - last_poll >= self.reload_interval:
-                self._check(force=self._force.is_set())
+                self._guarded(lambda: self._check(force=self._force.is_set()))
                 self._force.clear()
                 last_poll = now
             if self._status_due.is_set() or now - last_status >= HEARTBEAT_SECONDS:
                 self._status_due.clear()
                 self._write_status()
                 last_status = now
+
+    def _first_load(self) -> None:
+        self._read_state()  # a choice saved by an earlier session applies from the first load
+        self._announce_manual_start()
+        if self.loaded_identity is None and self._failed_identity is None:  # not already tried for the state
+            self._check(force=True)
 
     def _announce_manual_start(self) -> None:
         """A restarted player that keeps showing an old manual choice says so, and how to leave it."""
@@ -196,6 +237,22 @@ class CheckpointFollower:
                 f"{protocol.state_file(self.run)}; to follow latest.pth again press Auto in the control panel "
                 "(enable_control_panel=True) or delete that file."
             )
+
+    def _guarded(self, step) -> None:  # noqa: ANN001
+        """Run one step of the loop; an unforeseen exception is reported, never the end of the thread.
+
+        The protocol functions refuse bad input with a reason, so this is the last line: a bug or
+        a resource error (MemoryError from a hostile file) must not leave the player deaf.
+        """
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001
+            reason = f"internal error while following ({type(err).__name__}: {protocol.first_line(err)})"
+            with self._lock:
+                self.phase, self.error = "failed", reason
+            if reason != self._iteration_error:
+                self._iteration_error = reason
+                self.log(f"Keeping the current policy: {reason}")
 
     def _read_state(self) -> None:
         state, warning = protocol.read_state(self.run)
@@ -211,7 +268,9 @@ class CheckpointFollower:
         target = self.shown = self.target()
         identity = file_identity(target.path)
         if identity is None:
-            if not self._waiting_said and self.loaded is None:
+            if target.mode == protocol.MODE_MANUAL and self.loaded is not None:
+                self._refuse(None, f"{target.path.name} does not exist")
+            elif not self._waiting_said and self.loaded is None:
                 self.log(f"Waiting for checkpoint {target.path} ...")
                 self._waiting_said = True
             return
@@ -222,15 +281,30 @@ class CheckpointFollower:
             return
         self.phase = "loading"
         try:
-            info = protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions)
+            info = self._load(target)
         except CheckpointRejected as err:
-            self._failed_identity, self.phase, self.error = key, "failed", str(err)
-            self.log(f"Keeping the current policy: {err}")
-            self._write_status()
+            self._refuse(key, str(err))
             return
         with self._lock:
             self._ready = (info, key)
             self.loaded_identity = key
+
+    def _load(self, target: Target) -> CheckpointInfo:
+        """Files of the run must resolve inside it (a latest.pth link out is refused like any
+        other); an initial checkpoint the user named on the command line may live anywhere."""
+        if target.seq == 0 and target.path == self.initial_checkpoint:
+            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions)
+        return protocol.load_checkpoint_in_run(self.run, target.path, self.task, self.num_obs, self.num_actions)
+
+    def _refuse(self, key: tuple | None, reason: str) -> None:
+        """Keep the current policy, say why once per file version, and report it in the status."""
+        if key is not None:
+            self._failed_identity = key
+        elif self.error == reason:
+            return
+        self.phase, self.error = "failed", reason
+        self.log(f"Keeping the current policy: {reason}")
+        self._write_status()
 
     def status(self) -> dict[str, Any]:
         info = self.loaded
@@ -246,10 +320,11 @@ class CheckpointFollower:
             "loaded_at": self.loaded_at,
             "error": self.error,
             "state_file_warning": self.state_warning,
+            "follower_alive": self._thread.is_alive() and not self._stop.is_set(),
         }
 
     def _write_status(self) -> None:
         try:
             protocol.write_status(self.run, self.status())
-        except OSError as err:
+        except (OSError, ValueError, TypeError) as err:
             self.log(f"Warning: could not write the player status file ({err})")

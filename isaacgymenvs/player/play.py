@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
@@ -25,10 +26,11 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
     num_envs, devices and play keys stay as given for this player.
     """
     try:
-        saved = OmegaConf.load(run.config_file)
-    except (OSError, ValueError) as err:
+        saved = protocol.read_params(run)
+        saved_task = str(saved.task.name)
+    except (OSError, ValueError, AttributeError, OmegaConfBaseException) as err:
         raise UserError(f"Run {run.name} has no readable params/config.yaml ({err}); is it a training run?") from None
-    if task_given and saved.task.name != cfg.task.name:
+    if task_given and saved_task != cfg.task.name:
         raise UserError(
             f"Run {run.name} trained task {saved.task.name}, not {cfg.task.name}; drop task= or pick a run."
         )
@@ -104,6 +106,8 @@ def play_run(
     cfg = with_run_config(cfg, run, task_given)
     print(f"Playing {match.describe(cfg.experiment)}", flush=True)
     core = build_core(cfg, run)
+    if cfg.checkpoint:
+        check_initial_checkpoint(Path(cfg.checkpoint), cfg.task.name, core)
     core.notice = notice
     if cfg.games_num <= 0:  # an evaluation reports on the run it started with
         finder.watch(match)
@@ -126,6 +130,15 @@ def play_run(
 
 
 PLAYER_WINDOW_INSTEAD = "use headless=True (with video=True to record)"
+
+
+def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
+    """checkpoint= named on the command line must fit the run's task, or playing it would show (or
+    evaluate) an untrained policy and still succeed."""
+    try:
+        protocol.load_checkpoint(path, task, core.task.num_obs, core.task.num_actions)
+    except protocol.CheckpointRejected as err:
+        raise UserError(f"checkpoint={path} cannot be played on this run: {err}.") from None
 
 
 def require_display() -> None:
@@ -157,9 +170,14 @@ def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool
             core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
         )
         recorder = ClipRecorder(
-            renderer, run.root / "videos", int(cfg.video_length), core.task.dt, float(cfg.video_fps)
+            renderer,
+            protocol.output_dir_in_run(run, "videos"),
+            int(cfg.video_length),
+            core.task.dt,
+            float(cfg.video_fps),
         )
-    csv_path = run_headless(core, int(cfg.games_num), recorder, run.root / "eval", switch)
+    eval_dir = protocol.output_dir_in_run(run, "eval") if cfg.games_num > 0 else None
+    csv_path = run_headless(core, int(cfg.games_num), recorder, eval_dir, switch)
     if csv_path is not None:
         returns = list(core.finished_returns)[: int(cfg.games_num)]
         print(f"{len(returns)} episodes, mean return {sum(returns) / len(returns):.2f}; returns written to {csv_path}")

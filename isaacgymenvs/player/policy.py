@@ -29,15 +29,46 @@ class Policy:
         self.num_actions = num_actions
         self.loaded = False
 
-    def load(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Replace all weights and normalisers (strict: a different network shape raises)."""
-        self.model.load_state_dict(state_dict, strict=True)
+    def load(self, state_dict: dict[str, torch.Tensor], probe_obs: torch.Tensor | None = None) -> None:
+        """Replace all weights and normalisers (strict: a different network shape raises).
+
+        load_state_dict copies tensor by tensor and raises only at the end, so a refused state
+        dict would leave a mix of old and new weights: the previous ones are put back instead.
+        With `probe_obs`, the new policy must also act finitely on them (finite weights can still
+        overflow to an infinite std, and rl_games samples on every forward pass), else it is refused.
+        """
+        previous = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:
+            self.model.load_state_dict(state_dict, strict=True)
+            if probe_obs is not None:
+                self._probe(probe_obs)
+        except BaseException:
+            self.model.load_state_dict(previous, strict=True)
+            raise
         self.loaded = True
 
     @torch.inference_mode()
+    def _probe(self, obs: torch.Tensor) -> None:
+        try:
+            out = self._forward(obs)
+        except RuntimeError as err:  # e.g. "normal expects all elements of std >= 0.0"
+            raise RuntimeError(f"its actions on the current observations are not finite ({err})") from None
+        if not all(bool(torch.isfinite(out[key]).all()) for key in ("mus", "sigmas", "actions") if key in out):
+            raise RuntimeError("its actions on the current observations are not finite")
+
+    def _forward(self, obs: torch.Tensor) -> dict:
+        return self.model({"is_train": False, "prev_actions": None, "obs": obs.to(self.device), "rnn_states": None})
+
+    @torch.inference_mode()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions in [-1, 1]; zeros until a checkpoint is loaded."""
+        """Actions in [-1, 1]; zeros until a checkpoint is loaded, or if the network fails on these
+        observations (never an exception in the render loop, never a NaN into the physics)."""
+        zeros = torch.zeros(obs.shape[0], self.num_actions, device=self.device)
         if not self.loaded:
-            return torch.zeros(obs.shape[0], self.num_actions, device=self.device)
-        out = self.model({"is_train": False, "prev_actions": None, "obs": obs.to(self.device), "rnn_states": None})
-        return torch.clamp(out["actions"] if self.stochastic else out["mus"], -1.0, 1.0)
+            return zeros
+        try:
+            out = self._forward(obs)
+        except RuntimeError:  # sampling with an infinite/NaN std: the probe at load makes this rare
+            return zeros
+        actions = out["actions"] if self.stochastic else out["mus"]
+        return torch.clamp(torch.nan_to_num(actions, nan=0.0), -1.0, 1.0)

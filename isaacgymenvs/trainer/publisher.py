@@ -148,6 +148,9 @@ class CheckpointPublisher:
                 self._pending, self._busy = None, True
             try:
                 self._write(state, metadata)
+            except BaseException as err:  # noqa: BLE001 - the writer thread must outlive any one publish
+                self.failures += 1
+                print(f"Warning: publishing failed unexpectedly ({protocol.first_line(err)}).", file=sys.stderr)
             finally:
                 with self._cond:
                     self._busy = False
@@ -170,10 +173,10 @@ class CheckpointPublisher:
             # torch.save onto a path uses torch's C++ file writer, not Python-level write calls.
             protocol.publish_latest(self.run, lambda path: torch.save(checkpoint, str(path)), metadata)
             self.published += 1
-        except OSError as err:
+        except Exception as err:  # noqa: BLE001 - torch.save reports a full disk as RuntimeError, not OSError
             self.failures += 1
             print(
-                f"Warning: could not publish {self.run.latest_checkpoint} ({err}); "
+                f"Warning: could not publish {self.run.latest_checkpoint} ({protocol.first_line(err)}); "
                 "training goes on and the previous latest.pth is kept.",
                 file=sys.stderr,
                 flush=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from rl_games.common.algo_observer import AlgoObserver
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
@@ -24,6 +25,7 @@ from isaacgymenvs.trainer.observers import (
 from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublisher
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
+from isaacgymenvs.trainer.rlgames_io import guard_summary_writer, safe_rlgames_io
 
 
 def make_task(cfg: DictConfig, rank: int = 0) -> VecTask:
@@ -71,6 +73,27 @@ def check_resume_epochs(cfg: DictConfig) -> None:
         )
 
 
+def open_run_for_writing(cfg: DictConfig) -> tuple[RunDir, object]:
+    """A new run directory, its writer lock and params/config.yaml; a write error is one sentence."""
+    try:
+        run = protocol.create_run_dir(cfg.train_dir, cfg.experiment or cfg.task.name)
+        lock = protocol.acquire_trainer_lock(run)
+        protocol.clean_stale_temp_files(run)  # opened for writing: no killed writer's leftovers stay
+        protocol.write_params(run, cfg)
+    except OSError as err:
+        raise UserError(f"Cannot write the run directory under train_dir={cfg.train_dir} ({err}).") from None
+    return run, lock
+
+
+class SummaryWriterGuard(AlgoObserver):
+    """After rl_games made its TensorBoard writer, make it drop summaries instead of hanging training."""
+
+    def after_init(self, algo) -> None:  # noqa: ANN001
+        writer = getattr(algo, "writer", None)
+        if writer is not None and not guard_summary_writer(writer):
+            print("Warning: TensorBoard writer not recognised; a full disk could stall training.", flush=True)
+
+
 def train(cfg: DictConfig) -> RunDir | None:
     """Train until max_epochs; returns the run directory (None on ranks other than 0)."""
     from rl_games.torch_runner import Runner  # heavy import, after the config is known good
@@ -84,9 +107,7 @@ def train(cfg: DictConfig) -> RunDir | None:
     rank = global_rank(cfg)
     observers = logging_observers(cfg) if rank == 0 else []  # console, TensorBoard and W&B on rank 0
     if rank == 0:
-        run = protocol.create_run_dir(cfg.train_dir, cfg.experiment or cfg.task.name)
-        lock = protocol.acquire_trainer_lock(run)
-        protocol.write_params(run, cfg)
+        run, lock = open_run_for_writing(cfg)
         print(f"Training will save to: {run.root}", flush=True)
     else:
         # rl_games makes its directories on every rank but only rank 0 writes into them.
@@ -96,12 +117,13 @@ def train(cfg: DictConfig) -> RunDir | None:
     checkpoints = CheckpointObserver(cfg, run, CheckpointPublisher(run))
     extra = [MetricsObserver(run), checkpoints] if rank == 0 else [checkpoints]
     register_task(lambda: make_task(cfg, rank))
-    runner = Runner(algo_observer=MultiObserver([*observers, *extra]))
+    runner = Runner(algo_observer=MultiObserver([*observers, *extra, SummaryWriterGuard()]))
     graphed.register(runner)
     runner.load(rlgames_params(cfg, run))
     runner.reset()
     try:
-        runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
+        with safe_rlgames_io(bool(cfg.trust_checkpoint)):
+            runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
     finally:
         checkpoints.finish()  # also on Ctrl+C: the newest policy stays watchable (rank 0 only)
         if lock is not None:
