@@ -7,6 +7,7 @@ Matching itself is the protocol's (`protocol.match_experiment`); this module onl
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +20,12 @@ POLL_SECONDS = 1.0
 
 
 def playable(run: RunDir) -> bool:
-    """A run the player can open: the trainer has written its resolved configuration."""
-    return run.config_file.is_file()
+    """A run the player can open: the trainer has written its resolved configuration.
+
+    Anything at that name counts (lexists, not is_file): a FIFO or a link there is the run's, and
+    opening it gives the one-sentence refusal instead of waiting for a file that never comes.
+    """
+    return os.path.lexists(run.config_file)
 
 
 class RunFinder:
