@@ -1,6 +1,6 @@
 """Multi-GPU checks for a machine with 2+ GPUs (issue 7).
 
-    python benchmarks/multi_gpu.py [--epochs 100] [--scaling-pairs 3] [--num-envs 8192]
+    python benchmarks/multi_gpu.py [--epochs 100] [--scaling-pairs 3] [--num-envs 8192] [--agents ...]
                                    [--interleaved-epochs 300] [--pairs 0] [--video]
 
 1. Scaling: Ant training on one GPU and `torchrun --standalone --nnodes=1 --nproc_per_node=2 ...
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--concurrent", action="store_true", help="also two independent 1-GPU runs at once")
     parser.add_argument("--torchrun-args", default="", help="extra torchrun options, e.g. --numa-binding=node")
     parser.add_argument("--num-envs", type=int, default=8192)
+    parser.add_argument("--agents", nargs="+", default=["graphed_a2c_continuous", "a2c_continuous"],
+                        help="scaling pairs for each rl_games agent, in this order")  # fmt: skip
     parser.add_argument("--side-epochs", type=int, default=150, help="per run of --pairs")
     parser.add_argument("--pairs", type=int, default=0, help="alternating alone/with-player trainings")
     parser.add_argument("--interleaved-epochs", type=int, default=300, help="0: skip the interleaved measurement")
@@ -151,13 +153,21 @@ def side_by_side_pairs(args: argparse.Namespace, cwd: Path, player) -> None:  # 
     )
 
 
-def scaling_common(args: argparse.Namespace) -> list[str]:
-    return ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
+def scaling_common(args: argparse.Namespace, agent: str | None = None) -> list[str]:
+    common = ["task=Ant", "mode=train", f"num_envs={args.num_envs}", f"max_iterations={args.epochs}"]
+    return [*common, f"train.params.algo.name={agent}"] if agent else common
 
 
 def scaling(args: argparse.Namespace, cwd: Path) -> None:
+    """The scaling pairs for each agent of --agents, one agent after the other."""
+    for agent in args.agents:
+        print(f"scaling with train.params.algo.name={agent}", flush=True)
+        scaling_pairs(args, cwd, agent)
+
+
+def scaling_pairs(args: argparse.Namespace, cwd: Path, agent: str) -> None:
     """Alternating one-GPU and two-GPU trainings; the ratio of the median rates."""
-    common = scaling_common(args)
+    common = scaling_common(args, agent)
     single = [sys.executable, ENTRY, *common, "sim_device=cuda:0", "rl_device=cuda:0"]
     double = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2", *args.torchrun_args.split(), ENTRY,
               *common, "multi_gpu=True"]  # fmt: skip
