@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from isaacgymenvs.errors import UserError
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
 
@@ -97,6 +98,19 @@ class StopOnSigint:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def wait_for_policy(core: PlayerCore, stop: StopOnSigint) -> None:
+    """Evaluation scores the checkpoint, not the zero actions a player takes while it loads.
+
+    Without this wait the first steps of every env ran untrained (as many as the load took, a
+    varying number), so evaluations of one checkpoint with one seed differed from run to run.
+    """
+    while not stop.requested and not core.apply_ready_weights():
+        follower = core.follower
+        if follower.phase == "failed" and follower.loaded is None:
+            raise UserError(f"Cannot evaluate: {follower.error}.")
+        time.sleep(0.005)
+
+
 def run_headless(
     core: PlayerCore, games_num: int = 0, recorder: ClipRecorder | None = None, eval_dir: Path | None = None
 ) -> Path | None:
@@ -106,9 +120,11 @@ def run_headless(
     step, closes the clip being recorded, and raises KeyboardInterrupt.
     """
     dt = core.task.dt
-    start = time.perf_counter()
     try:
         with StopOnSigint() as stop:
+            if games_num > 0:
+                wait_for_policy(core, stop)
+            start = time.perf_counter()
             while not stop.requested:
                 core.step()
                 if recorder is not None:
