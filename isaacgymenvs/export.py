@@ -82,7 +82,7 @@ class DeployedPolicy(torch.nn.Module):
             self.register_buffer(f"{prefix}_mean", stats.running_mean.float().clone() if stats else torch.zeros(1))
             self.register_buffer(f"{prefix}_var", stats.running_var.float().clone() if stats else torch.ones(1))
             setattr(self, f"{prefix}_epsilon", float(stats.epsilon) if stats else 0.0)
-        self.eval()
+        self.eval().requires_grad_(False)  # inference only: outputs of the exported graphs carry no autograd
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = torch.clamp(obs, -self.obs_clip, self.obs_clip)
@@ -203,10 +203,16 @@ def to_onnx(module: DeployedPolicy, sample: torch.Tensor) -> tuple[bytes, int]:
 
 
 def to_torchscript(module: DeployedPolicy, sample: torch.Tensor) -> bytes:
-    """Traced (the graph has no data-dependent control flow), checked on a second batch size."""
-    traced = torch.jit.trace(module, sample, check_inputs=[(sample[:1],), (sample.repeat(3, 1),)])
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
+    """Traced (the graph has no data-dependent control flow), checked on two other batch sizes.
+
+    torch 2.13 marks torch.jit deprecated in favour of torch.export, but TorchScript is what
+    deployment code (Isaac Lab's `policy.pt`, libtorch in C++) loads today, and it still works.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(module, sample, check_inputs=[(sample[:1],), (sample.repeat(3, 1),)])
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 
@@ -215,7 +221,8 @@ def check_outputs(module: DeployedPolicy, onnx_bytes: bytes, script_bytes: bytes
     import numpy as np
     import onnxruntime
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         expected = module(obs)
         scripted = torch.jit.load(io.BytesIO(script_bytes))(obs)
     expected = expected if isinstance(expected, tuple) else (expected,)
@@ -342,6 +349,8 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     files = ExportedFiles(out / f"{stem}.onnx", out / f"{stem}.pt", out / f"{stem}.json")
     blobs = {"onnx": (files.onnx.name, onnx_bytes), "torchscript": (files.torchscript.name, script_bytes)}
     description = describe(task, run, info, size, sha256, module, blobs, opset)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Cannot write the exported files: {out} exists and is not a folder.")
     try:
         out.mkdir(exist_ok=True)
         write_together(
