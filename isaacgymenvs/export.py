@@ -323,8 +323,18 @@ def write_together(targets: dict[Path, bytes]) -> None:
     protocol.fsync_dir(next(iter(targets)).parent)
 
 
+def require_exporter() -> None:
+    """The optional packages export needs, refused with the install command rather than a traceback."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"Export needs {', '.join(missing)}; install with pip install -e '.[export]'.")
+
+
 def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) -> ExportedFiles:
     """Export `checkpoint` (a .pth of `run`) into `<run>/exported/`; UserError on bad input."""
+    require_exporter()
     saved = run_config(run)
     task = task_class(str(saved.task.name))(saved.task, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0)
     info, size, sha256 = load_source(checkpoint, task)
