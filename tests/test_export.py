@@ -282,6 +282,28 @@ def test_a_failed_write_leaves_no_file_behind(ant_copy, monkeypatch):
 
 
 @pytest.mark.slow
+def test_latest_replaced_while_exporting_is_described_by_the_bytes_that_were_exported(ant_copy, monkeypatch):
+    from isaacgymenvs import export
+
+    _, run, _ = ant_copy
+    older = run.nn / ".older.pth"
+    shutil.copy(next(run.nn.glob("last_Ant_ep_5_*.pth")), older)
+    real_load, loads = protocol.load_checkpoint, []
+
+    def load_then_trainer_publishes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        loads.append(real_load(*args, **kwargs))
+        if len(loads) == 1:
+            os.replace(older, run.latest_checkpoint)  # as the publisher's atomic replace
+        return loads[-1]
+
+    monkeypatch.setattr(export.protocol, "load_checkpoint", load_then_trainer_publishes)
+    files = export.export_checkpoint(run, run.latest_checkpoint)
+    source = json.loads(files.description.read_text())["source_checkpoint"]
+    assert len(loads) == 2 and loads[0].epoch == 10 and source["epoch"] == 5
+    assert source["sha256"] == hashlib.sha256(run.latest_checkpoint.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
 def test_a_checkpoint_saved_on_a_gpu_exports_the_same_policy(ant_copy, monkeypatch):
     """A GPU run's file differs only in its storages' location tag ('cuda:0'); it must load here."""
     from isaacgymenvs.export import export_checkpoint
