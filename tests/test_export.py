@@ -210,12 +210,6 @@ def test_cli_exports_latest_and_an_rl_games_file(runs):
     assert json.loads((run.root / "exported" / f"{periodic.stem}.json").read_text())["source_checkpoint"]["epoch"] == 5
 
 
-def cli_export(*args: str) -> tuple[int, str]:
-    from isaacgymenvs.cli import main
-
-    return main(["mode=export", *args]), ""
-
-
 @pytest.fixture
 def ant_copy(runs, tmp_path):
     """A copy of the Ant run to damage, with the Cartpole run beside it."""
