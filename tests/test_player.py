@@ -361,3 +361,32 @@ def test_headless_video_records_mp4_clips(trained_runs):
     # Ctrl+C ended the last clip mid-recording: it is still a finished, readable MP4.
     last = imageio_ffmpeg.read_frames(str(clips[-1]))
     assert next(last)["fps"] == 30 and 0 < sum(1 for _ in last) <= 30
+
+
+@pytest.mark.slow
+def test_evaluation_scores_the_checkpoint_from_the_first_step(trained_runs, make_cfg, monkeypatch):
+    """games_num waits for the checkpoint: before, the envs stepped with zero actions while it loaded."""
+    from isaacgymenvs.player import follower
+    from isaacgymenvs.player.headless import run_headless
+    from isaacgymenvs.player.play import build_core, with_run_config
+
+    _, runs = trained_runs
+    run = runs["Ant"]
+    real_load = protocol.load_checkpoint
+
+    def slow_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(0.3)  # a large checkpoint, a slow disk
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(follower.protocol, "load_checkpoint", slow_load)
+    cfg = with_run_config(make_cfg("Ant", "mode=play", "num_envs=2"), run, task_given=True)
+    core = build_core(cfg, run, use_events=False, log=lambda _: None)
+    loaded_at_step = []
+    act = core.policy.act
+    monkeypatch.setattr(core.policy, "act", lambda obs: (loaded_at_step.append(core.policy.loaded), act(obs))[1])
+    core.follower.start()
+    try:
+        run_headless(core, games_num=1, eval_dir=run.root / "eval")
+    finally:
+        core.follower.stop()
+    assert loaded_at_step and all(loaded_at_step)
