@@ -1,6 +1,8 @@
-"""Install: pip install -e .   (GPU physics: pip install -e '.[gpu]'; tests: pip install -e '.[test]')."""
+"""Install: pip install -e .   (GPU physics: '.[gpu]'; mode=export: '.[export]'; tests: '.[test]')."""
 
 from setuptools import find_packages, setup
+
+EXPORT = ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]  # tested: 1.23.2, 0.7.2, 1.32.0
 
 setup(
     name="isaacgymenvs-mujoco",
@@ -28,6 +30,17 @@ setup(
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
-        "test": ["pytest>=8", "pytest-qt>=4.4", "pytest-timeout>=2.2", "ruff>=0.6", "pillow>=10", "hypothesis>=6.100"],
+        # mode=export and the panel's Export button: torch.onnx's exporter needs onnx + onnxscript; the
+        # export is checked in onnxruntime before its files are written.
+        "export": EXPORT,
+        "test": [
+            "pytest>=8",
+            "pytest-qt>=4.4",
+            "pytest-timeout>=2.2",
+            "ruff>=0.6",
+            "pillow>=10",
+            "hypothesis>=6.100",
+            *EXPORT,
+        ],
     },
 )

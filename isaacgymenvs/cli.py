@@ -10,10 +10,11 @@ from isaacgymenvs.errors import RunFailed, UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 
-  task=Ant|Humanoid|Cartpole   mode=train|play   num_envs=N   max_iterations=N   seed=N
+  task=Ant|Humanoid|Cartpole   mode=train|play|export   num_envs=N   max_iterations=N   seed=N
   sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH   trust_checkpoint=True
   checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
   play: experiment=RUN_OR_PREFIX headless=True stochastic=True video=True video_length=N games_num=N
+  export: experiment=RUN_OR_PREFIX (its nn/latest.pth) or checkpoint=PATH; export_values=True
 
 Every key and its default is in cfg/config.yaml (tasks: cfg/task, PPO: cfg/train)."""
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
                 from isaacgymenvs.trainer.train import train
 
                 train(cfg)
+            elif cfg.mode == "export":
+                from isaacgymenvs.export import export
+
+                export(cfg)
             else:
                 from isaacgymenvs.player.play import play
 

@@ -22,7 +22,7 @@ from isaacgymenvs.errors import UserError
 from isaacgymenvs.tasks import task_class
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
-MODES = ("train", "play")
+MODES = ("train", "play", "export")
 
 
 def load_config(overrides: list[str]) -> DictConfig:
@@ -178,7 +178,7 @@ def resolve(cfg: DictConfig) -> DictConfig:
     if cfg.test:
         cfg.mode = "play"
     if cfg.mode not in MODES:
-        raise UserError(f"Unknown mode '{cfg.mode}'; use mode=train or mode=play.")
+        raise UserError(f"Unknown mode '{cfg.mode}'; use mode=train, mode=play or mode=export.")
     if cfg.multi_gpu:
         cfg.sim_device = cfg.rl_device = multi_gpu_device()
     cfg.sim_device = resolve_device(cfg.sim_device, "sim_device")

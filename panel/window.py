@@ -1,7 +1,8 @@
 """The control panel window: a thin PySide6 layer over catalog.py and the protocol module.
 
 All disk access (scans, status reads, state writes) runs in one worker thread; the GUI thread only
-swaps in results, so a refresh of a thousand checkpoints stays responsive.
+swaps in results, so a refresh of a thousand checkpoints stays responsive. Exports (seconds each)
+run in a second worker thread, so the list and the player's status keep updating meanwhile.
 """
 
 from __future__ import annotations
@@ -101,6 +102,36 @@ def status_html(summary: str, status: dict) -> str:
     if status.get("error"):
         text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
     return text
+
+
+class Exporter(QObject):
+    """Runs in its own QThread: an export takes seconds (torch.export), and scans go on meanwhile."""
+
+    finished = Signal(bool, str)  # ok, the message line
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__()
+        self.run = run
+
+    @Slot(str)
+    def export(self, relative: str) -> None:
+        from isaacgymenvs.errors import UserError
+        from isaacgymenvs.export import export_checkpoint
+
+        path = protocol.checkpoint_in_run(self.run, relative)
+        try:
+            if path is None:
+                raise UserError(f"{relative} is not a checkpoint inside {self.run.root}.")
+            files = export_checkpoint(self.run, path)
+        except UserError as err:
+            self.finished.emit(False, str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - the panel reports and stays up
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            self.finished.emit(False, f"Export of {relative} failed: {first}")
+            return
+        names = ", ".join(p.name for p in files)
+        self.finished.emit(True, f"Exported {path.name} to {files.onnx.parent}: {names}")
 
 
 class CheckpointTable(QAbstractTableModel):
@@ -232,6 +263,7 @@ class PanelWindow(QWidget):
     request_scan = Signal()
     request_status = Signal()
     request_write = Signal(str, str)
+    request_export = Signal(str)
     request_debounced_refresh = Signal()  # emitted from watchdog's thread, delivered queued
     last_mode = protocol.MODE_AUTO
 
@@ -252,6 +284,12 @@ class PanelWindow(QWidget):
         self.worker.problem.connect(self.show_problem)
         self.worker.wrote.connect(self.show_message)
         self.thread.start()
+        self.export_thread = QThread(self)
+        self.exporter = Exporter(run)
+        self.exporter.moveToThread(self.export_thread)
+        self.request_export.connect(self.exporter.export)
+        self.exporter.finished.connect(self.show_export)
+        self.export_thread.start()
         self.scan_timer = QTimer(self, interval=REFRESH_MS, timeout=self.refresh)
         self.status_timer = QTimer(self, interval=STATUS_MS, timeout=self.request_status.emit)
         self.scan_timer.start()
@@ -291,10 +329,14 @@ class PanelWindow(QWidget):
         buttons = QHBoxLayout()
         self.refresh_button = QPushButton("Refresh List")
         self.load_button = QPushButton("Load Selected")
+        self.export_button = QPushButton("Export")
+        self.export_button.setToolTip("Write the selected checkpoint's policy as ONNX + TorchScript into exported/")
         self.refresh_button.clicked.connect(self.refresh)
         self.load_button.clicked.connect(self.load_selected)
+        self.export_button.clicked.connect(self.export_selected)
         buttons.addWidget(self.refresh_button)
         buttons.addWidget(self.load_button)
+        buttons.addWidget(self.export_button)
         buttons.addStretch()
         col.addLayout(buttons)
         layout.addWidget(list_box, stretch=3)
@@ -361,6 +403,20 @@ class PanelWindow(QWidget):
             return
         self.request_write.emit(protocol.MODE_MANUAL, entry.relative)
 
+    def export_selected(self) -> None:
+        entry = self.selected_entry()
+        if entry is None:
+            self.show_problem("Select a checkpoint first, then Export.")
+            return
+        self.export_button.setEnabled(False)
+        self.show_message(f"Exporting {entry.name} ...")
+        self.request_export.emit(entry.relative)
+
+    @Slot(bool, str)
+    def show_export(self, ok: bool, text: str) -> None:
+        self.export_button.setEnabled(True)
+        (self.show_message if ok else self.show_problem)(text)
+
     def select_checkpoint(self, name: str) -> None:
         for row, entry in enumerate(self.table_model.entries):
             if entry.name == name:
@@ -405,5 +461,7 @@ class PanelWindow(QWidget):
         self.status_timer.stop()
         self.observer.stop()
         self.thread.quit()
+        self.export_thread.quit()
         self.thread.wait(3000)
+        self.export_thread.wait(60000)  # an export in flight finishes its files (seconds)
         super().closeEvent(event)

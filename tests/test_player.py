@@ -82,8 +82,9 @@ def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp
     new_run("Cartpole_2026-01-01_00-00-00")
     (tmp_path / "Cartpole_2026-03-01_00-00-00" / "nn").mkdir(parents=True)  # newer, but no config yet
     logs = []
-    partial, exact = player_runs.RunFinder(tmp_path, "Cart", logs.append), player_runs.RunFinder(
-        tmp_path, "Cartpole_2026-01-01_00-00-00", logs.append
+    partial, exact = (
+        player_runs.RunFinder(tmp_path, "Cart", logs.append),
+        player_runs.RunFinder(tmp_path, "Cartpole_2026-01-01_00-00-00", logs.append),
     )
     assert partial.find().run.name == exact.find().run.name == "Cartpole_2026-01-01_00-00-00"
     partial.watch(partial.find())
@@ -538,3 +539,32 @@ def test_q_moves_the_camera_up_and_e_down_as_in_the_seed():
     from isaacgymenvs.player.viewer import MOVE_KEYS
 
     assert MOVE_KEYS[Qt.Key_Q] == (0, 0, 1) and MOVE_KEYS[Qt.Key_E] == (0, 0, -1)
+
+
+@pytest.mark.slow
+def test_evaluation_scores_the_checkpoint_from_the_first_step(trained_runs, make_cfg, monkeypatch):
+    """games_num waits for the checkpoint: before, the envs stepped with zero actions while it loaded."""
+    from isaacgymenvs.player import follower
+    from isaacgymenvs.player.headless import run_headless
+    from isaacgymenvs.player.play import build_core, with_run_config
+
+    _, runs = trained_runs
+    run = runs["Ant"]
+    real_load = protocol.load_checkpoint
+
+    def slow_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(0.3)  # a large checkpoint, a slow disk
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(follower.protocol, "load_checkpoint", slow_load)
+    cfg = with_run_config(make_cfg("Ant", "mode=play", "num_envs=2"), run, task_given=True)
+    core = build_core(cfg, run, use_events=False, log=lambda _: None)
+    loaded_at_step = []
+    act = core.policy.act
+    monkeypatch.setattr(core.policy, "act", lambda obs: (loaded_at_step.append(core.policy.loaded), act(obs))[1])
+    core.follower.start()
+    try:
+        run_headless(core, games_num=1, eval_dir=run.root / "eval")
+    finally:
+        core.follower.stop()
+    assert loaded_at_step and all(loaded_at_step)

@@ -22,7 +22,11 @@ def only_run(parent):
 def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
     # Deprecation warnings on (as in a development setup): torch.jit's, raised inside rl_games, stay quiet.
     result = run_cli(
-        "task=Cartpole", "num_envs=64", "max_iterations=6", "train.params.config.save_frequency=2", cwd=tmp_path,
+        "task=Cartpole",
+        "num_envs=64",
+        "max_iterations=6",
+        "train.params.config.save_frequency=2",
+        cwd=tmp_path,
         env=cli_env(PYTHONWARNINGS="default"),
     )
     assert result.returncode == 0, result.stderr[-2000:]

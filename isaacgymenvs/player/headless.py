@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from isaacgymenvs.errors import UserError
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.render import MultiEnvRenderer
 from isaacgymenvs.signals import STOP_SIGNALS, StopRequested
@@ -103,6 +104,19 @@ class StopOnSignal:
             signal.signal(signum, previous)
 
 
+def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
+    """Evaluation scores the checkpoint, not the zero actions a player takes while it loads.
+
+    Without this wait the first steps of every env ran untrained (as many as the load took, a
+    varying number), so evaluations of one checkpoint with one seed differed from run to run.
+    """
+    while not stop.requested and not core.apply_ready_weights():
+        follower = core.follower
+        if follower.phase == "failed" and follower.loaded is None:
+            raise UserError(f"Cannot evaluate: {follower.error}.")
+        time.sleep(0.005)
+
+
 def run_headless(
     core: PlayerCore,
     games_num: int = 0,
@@ -117,9 +131,11 @@ def run_headless(
     current step, closes the clip being recorded, and raises StopRequested (a KeyboardInterrupt).
     """
     dt = core.task.dt
-    start = time.perf_counter()
     try:
         with StopOnSignal() as stop:
+            if games_num > 0:
+                wait_for_policy(core, stop)
+            start = time.perf_counter()
             while not stop.requested:
                 if switch():
                     return None

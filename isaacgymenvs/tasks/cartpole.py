@@ -59,3 +59,6 @@ class Cartpole(VecTask):
 
     def _observe(self, obs: torch.Tensor) -> torch.Tensor:
         return obs
+
+    def observation_names(self) -> list[str]:
+        return ["cart_pos", "cart_vel", "pole_angle", "pole_vel"]

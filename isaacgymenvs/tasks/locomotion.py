@@ -173,6 +173,19 @@ class LocomotionTask(VecTask):
         parts += [f.sensors_scaled, self.actions]
         return torch.cat(parts, dim=-1)
 
+    def observation_names(self) -> list[str]:
+        model = self.model
+        joints = [model.joint(i).name for i in range(1, model.njnt)]
+        sensors = [
+            f"{model.sensor(i).name}_{axis}" for i in range(model.nsensor) for axis in "xyz"[: model.sensor_dim[i]]
+        ]
+        names = ["torso_z", "vel_x", "vel_y", "vel_z", "angvel_x", "angvel_y", "angvel_z", "yaw", "roll"]
+        names += ["angle_to_target", "up_proj", "heading_proj"]
+        names += [f"dof_pos_{j}" for j in joints] + [f"dof_vel_{j}" for j in joints]
+        if self.include_dof_forces:
+            names += [f"dof_force_{j}" for j in joints]
+        return names + sensors + [f"prev_action_{a}" for a in self.action_names()]
+
 
 class Ant(LocomotionTask):
     """Four-legged ant, 8 joints (gear 15), 4 foot force/torque sensors."""

@@ -141,6 +141,14 @@ class VecTask(ABC):
     def get_number_of_agents(self) -> int:
         return 1
 
+    def action_names(self) -> list[str]:
+        """One name per action: the MJCF actuator it drives (control = action, force = action * gear)."""
+        return [self.model.actuator(i).name for i in range(self.model.nu)]
+
+    @abstractmethod
+    def observation_names(self) -> list[str]:
+        """One name per observation entry, in order (what an exported policy's input means)."""
+
     # --- internals ------------------------------------------------------------------------
 
     def _obs_dict(self) -> dict[str, torch.Tensor]:

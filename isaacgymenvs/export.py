@@ -1,0 +1,388 @@
+"""`mode=export`: a checkpoint's policy as ONNX and TorchScript files for deployment.
+
+For `<run>/nn/<stem>.pth` this writes `<run>/exported/<stem>.onnx`, `<stem>.pt` (TorchScript) and
+`<stem>.json` (what the input and outputs mean, clip ranges, control dt, the source checkpoint and
+its sha256). The graph maps raw observations [B, num_obs] (B dynamic) to actions [B, num_actions]
+exactly as the player does; neither file needs this project or rl_games to run:
+
+    session = onnxruntime.InferenceSession("exported/latest.onnx")
+    actions = session.run(["actions"], {"obs": obs.astype(np.float32)})[0]
+    actions = torch.jit.load("exported/latest.pt")(torch.from_numpy(obs))
+
+The checkpoint is read through the player's path (protocol.load_checkpoint with weights_only, the
+player's Policy), and all three files appear together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from isaacgymenvs import protocol
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.player.policy import Policy
+from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
+from isaacgymenvs.tasks import VecTask, task_class
+
+EXPORT_DIR = "exported"
+FORMAT_VERSION = 1
+# rl_games' RunningMeanStd clamps normalised observations (and values before denormalising) to +-5.
+NORMALIZED_CLIP = 5.0
+# Exported and eager outputs must agree this closely on a check batch before any file is written.
+CHECK_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ExportedFiles:
+    """The files one export wrote."""
+
+    onnx: Path
+    torchscript: Path
+    description: Path
+
+    def __iter__(self):  # noqa: ANN204
+        return iter((self.onnx, self.torchscript, self.description))
+
+
+class DeployedPolicy(torch.nn.Module):
+    """Raw observations [B, num_obs] -> actions [B, num_actions] (and values [B, 1] if asked).
+
+    The player's pipeline in one module: the task's observation clip (`clipObservations`, which
+    the task applies before the policy sees an observation), the observation normaliser
+    (running mean/std from the checkpoint, normalised values clipped to +-5), the policy MLP, the
+    mean action (deterministic), and the action clip the player and task apply. The normaliser is
+    written out here with rl_games' own arithmetic because rl_games keeps it as a
+    torch.jit.script module, which the ONNX exporters cannot trace through; the MLP is the
+    player's module itself. Values, when asked for, are denormalised as rl_games' player does.
+    """
+
+    def __init__(self, policy: Policy, obs_clip: float, action_clip: float, with_values: bool = False) -> None:
+        super().__init__()
+        model = policy.model
+        if model.is_rnn():
+            raise UserError("Export supports feed-forward policies only; this network has an RNN.")
+        self.network = model.a2c_network
+        self.obs_clip, self.action_clip, self.with_values = float(obs_clip), float(action_clip), with_values
+        self.normalize_input, self.normalize_value = bool(model.normalize_input), bool(model.normalize_value)
+        for prefix, on, attr in (("obs", self.normalize_input, "running_mean_std"),
+                                 ("value", self.normalize_value, "value_mean_std")):  # fmt: skip
+            stats = getattr(model, attr) if on else None
+            self.register_buffer(f"{prefix}_mean", stats.running_mean.float().clone() if stats else torch.zeros(1))
+            self.register_buffer(f"{prefix}_var", stats.running_var.float().clone() if stats else torch.ones(1))
+            setattr(self, f"{prefix}_epsilon", float(stats.epsilon) if stats else 0.0)
+        self.eval().requires_grad_(False)  # inference only: outputs of the exported graphs carry no autograd
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = torch.clamp(obs, -self.obs_clip, self.obs_clip)
+        if self.normalize_input:
+            x = (x - self.obs_mean) / torch.sqrt(self.obs_var + self.obs_epsilon)
+            x = torch.clamp(x, -NORMALIZED_CLIP, NORMALIZED_CLIP)
+        mu, _, value, _ = self.network({"obs": x})
+        actions = torch.clamp(mu, -self.action_clip, self.action_clip)
+        if not self.with_values:
+            return actions
+        if self.normalize_value:
+            value = torch.clamp(value, -NORMALIZED_CLIP, NORMALIZED_CLIP)
+            value = torch.sqrt(self.value_var + self.value_epsilon) * value + self.value_mean
+        return actions, value
+
+
+# --- which checkpoint -------------------------------------------------------------------------
+
+
+def resolve_source(train_dir: str, experiment: str, checkpoint: str) -> tuple[RunDir, Path]:
+    """(run, checkpoint file): `checkpoint=` if given (its run is the folder above its nn/), else
+    the newest run matching `experiment=` and its nn/latest.pth."""
+    if checkpoint:
+        path = Path(checkpoint).resolve()
+        owner = RunDir(path.parent.parent)
+        if path.parent.name == "nn" and owner.config_file.is_file():
+            return owner, path
+        if not experiment:
+            raise UserError(
+                f"Checkpoint {path} is not in a run's nn/ folder (beside params/config.yaml), so its task and "
+                "network are unknown; add experiment=<the run it belongs to>."
+            )
+        return protocol.resolve_experiment(train_dir, experiment), path
+    if not experiment:
+        raise UserError(
+            "mode=export needs experiment=<run name or part of it> (exports its nn/latest.pth) "
+            "or checkpoint=<path to a .pth in a run's nn/ folder>."
+        )
+    run = protocol.resolve_experiment(train_dir, experiment)
+    if not run.latest_checkpoint.is_file():
+        raise UserError(f"Run {run.name} has no nn/latest.pth yet; pass checkpoint=<one of its nn/*.pth files>.")
+    return run, run.latest_checkpoint
+
+
+def run_config(run: RunDir) -> DictConfig:
+    try:
+        saved = OmegaConf.load(run.config_file)
+        saved.task.name, saved.train.params  # noqa: B018 - both sections must be there
+    except Exception as err:  # noqa: BLE001 - missing, unreadable, not YAML, not ours: one message
+        raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
+    return saved
+
+
+def load_source(path: Path, task: VecTask) -> tuple[CheckpointInfo, int, str]:
+    """(checkpoint, size, sha256) of the same bytes, even while a trainer replaces latest.pth.
+
+    The digest is taken after the load; if the file changed identity in between (an atomic
+    replace gives a new inode), both are taken again.
+    """
+    for _ in range(5):
+        before = _identity(path)
+        try:
+            info = protocol.load_checkpoint(path, task.cfg.name, task.num_obs, task.num_actions)
+            size, sha256 = protocol.file_digest(path)
+        except CheckpointRejected as err:
+            raise UserError(f"Cannot export {path}: {err}.") from None
+        except OSError:
+            continue
+        if before is not None and _identity(path) == before:
+            return info, size, sha256
+    raise UserError(f"Cannot export {path}: it kept being replaced while it was read; try again.")
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+# --- building and writing the files ----------------------------------------------------------
+
+
+def to_onnx(module: DeployedPolicy, sample: torch.Tensor) -> tuple[bytes, int]:
+    """(serialised ONNX model, opset) with a dynamic batch dimension.
+
+    Both of torch's exporters give the same outputs for these MLPs (checked with torch 2.13 at batch
+    1 and 1000). The torch.export-based one (`dynamo=True`, torch's default since 2.9) is used
+    because it treats the batch as a symbol and fails the export if any code specialises it; the
+    legacy TorchScript-based one (`dynamo=False`, deprecated with a removal warning) traces with
+    concrete sizes and only renames the axes listed in `dynamic_axes`, so a size that became a
+    Python number while tracing would be baked in without an error. The price: about 2 s per
+    export (6 s the first time in a process) against 0.2 s, and the onnxscript package. `sample`
+    has a batch of 2 because torch.export specialises dimensions of size 0 and 1.
+    """
+    import logging
+
+    outputs = ["actions", "values"] if module.with_values else ["actions"]
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about torchvision ops it cannot find; we use none
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            program = torch.onnx.export(
+                module,
+                (sample,),
+                dynamo=True,
+                input_names=["obs"],
+                output_names=outputs,
+                dynamic_shapes={"obs": {0: torch.export.Dim("batch")}},
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        exporter_log.setLevel(level)
+    proto = program.model_proto
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return proto.SerializeToString(), int(opset)
+
+
+def to_torchscript(module: DeployedPolicy, sample: torch.Tensor) -> bytes:
+    """Traced (the graph has no data-dependent control flow), checked on two other batch sizes.
+
+    torch 2.13 marks torch.jit deprecated in favour of torch.export, but TorchScript is what
+    deployment code (Isaac Lab's `policy.pt`, libtorch in C++) loads today, and it still works.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(module, sample, check_inputs=[(sample[:1],), (sample.repeat(3, 1),)])
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    return buffer.getvalue()
+
+
+def check_outputs(module: DeployedPolicy, onnx_bytes: bytes, script_bytes: bytes, obs: torch.Tensor) -> None:
+    """Both serialised graphs reproduce the eager module on `obs` (a bug guard, before writing)."""
+    import numpy as np
+    import onnxruntime
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        expected = module(obs)
+        scripted = torch.jit.load(io.BytesIO(script_bytes))(obs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    scripted = scripted if isinstance(scripted, tuple) else (scripted,)
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    from_onnx = session.run(None, {"obs": obs.numpy().astype(np.float32)})
+    for want, got_script, got_onnx in zip(expected, scripted, from_onnx, strict=True):
+        error = max(float((want - got_script).abs().max()), float(np.abs(want.numpy() - got_onnx).max()))
+        if error > CHECK_TOLERANCE:
+            raise RuntimeError(f"exported policy differs from the eager one by {error:g}")
+
+
+def check_inputs(module: DeployedPolicy, num_obs: int) -> torch.Tensor:
+    """Observations around the normaliser's mean, some beyond both clips, for `check_outputs`."""
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.sqrt(module.obs_var) if module.normalize_input else torch.ones(num_obs)
+    centre = module.obs_mean if module.normalize_input else torch.zeros(num_obs)
+    return centre + spread * 4.0 * torch.randn(64, num_obs, generator=generator)
+
+
+def describe(
+    task: VecTask,
+    run: RunDir,
+    info: CheckpointInfo,
+    size: int,
+    sha256: str,
+    module: DeployedPolicy,
+    files: dict[str, tuple[str, bytes]],
+    opset: int,
+) -> dict[str, Any]:
+    """The JSON beside the exported files: enough to feed the graph and use its outputs."""
+    outputs = {"actions": ["batch", task.num_actions]}
+    if module.with_values:
+        outputs["values"] = ["batch", 1]
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": task.cfg.name,
+        "run": run.name,
+        "source_checkpoint": {
+            "path": str(info.path.resolve()),
+            "size": size,
+            "sha256": sha256,
+            "epoch": info.epoch,
+            "frame": info.frame,
+            "mean_reward": info.mean_reward,
+        },
+        "inputs": {"obs": ["batch", task.num_obs]},
+        "outputs": outputs,
+        "observations": {
+            "size": task.num_obs,
+            "names": task.observation_names(),
+            "clip": [-module.obs_clip, module.obs_clip],
+            "normalizer": (
+                "running mean/std of the checkpoint, inside the graph: clip(obs), (obs - mean) / sqrt(var + "
+                f"{module.obs_epsilon:g}), clipped to [-{NORMALIZED_CLIP:g}, {NORMALIZED_CLIP:g}]"
+                if module.normalize_input
+                else "none (the run trained without normalize_input)"
+            ),
+        },
+        "actions": {
+            "size": task.num_actions,
+            "names": task.action_names(),
+            "clip": [-module.action_clip, module.action_clip],
+            "meaning": "MuJoCo actuator control, the mean of the policy's Gaussian; force or torque = action * gear",
+            "actuator_gear": [float(g) for g in task.model.actuator_gear[:, 0]],
+        },
+        "values": "denormalised value estimate" if module.with_values else None,
+        "control_dt": task.dt,
+        "physics_substeps": task.substeps,
+        "files": {
+            kind: {"file": name, "sha256": hashlib.sha256(data).hexdigest()} for kind, (name, data) in files.items()
+        },
+        "onnx_opset": opset,
+        "exported_with": {"torch": torch.__version__, "python": platform.python_version()},
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_together(targets: dict[Path, bytes]) -> None:
+    """Write every file to a temp file first, then rename them all into place.
+
+    A failure while writing (full disk, no permission) leaves none of them and no temp files; a
+    reader of any one final name sees it whole (atomic replace), as with protocol.atomic_write.
+    """
+    temps: dict[Path, Path] = {}
+    try:
+        for path, data in targets.items():
+            tmp = temps[path] = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    protocol.fsync_dir(next(iter(targets)).parent)
+
+
+def require_exporter() -> None:
+    """The optional packages export needs, refused with the install command rather than a traceback."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"Export needs {', '.join(missing)}; install with pip install -e '.[export]'.")
+
+
+def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) -> ExportedFiles:
+    """Export `checkpoint` (a .pth of `run`) into `<run>/exported/`; UserError on bad input."""
+    require_exporter()
+    saved = run_config(run)
+    task = task_class(str(saved.task.name))(saved.task, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0)
+    info, size, sha256 = load_source(checkpoint, task)
+    train_params = OmegaConf.to_container(saved.train, resolve=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer they make
+        policy = Policy(train_params, task.num_obs, task.num_actions, "cpu", stochastic=False)
+    try:
+        policy.load(info.model)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise UserError(f"Cannot export {checkpoint}: its weights do not fit the run's network ({first}).") from None
+    # The player clamps to [-1, 1] and the task then to +-clipActions: together, the narrower.
+    module = DeployedPolicy(policy, task.clip_obs, min(1.0, task.clip_actions), with_values)
+
+    sample = torch.zeros(2, task.num_obs)
+    onnx_bytes, opset = to_onnx(module, sample)
+    script_bytes = to_torchscript(module, sample)
+    check_outputs(module, onnx_bytes, script_bytes, check_inputs(module, task.num_obs))
+
+    out = run.root / EXPORT_DIR
+    stem = checkpoint.stem
+    files = ExportedFiles(out / f"{stem}.onnx", out / f"{stem}.pt", out / f"{stem}.json")
+    blobs = {"onnx": (files.onnx.name, onnx_bytes), "torchscript": (files.torchscript.name, script_bytes)}
+    description = describe(task, run, info, size, sha256, module, blobs, opset)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"Cannot write the exported files: {out} exists and is not a folder.")
+    try:
+        out.mkdir(exist_ok=True)
+        write_together(
+            {
+                files.onnx: onnx_bytes,
+                files.torchscript: script_bytes,
+                files.description: json.dumps(description, indent=1).encode(),
+            }  # fmt: skip
+        )
+    except OSError as err:
+        raise UserError(f"Cannot write the exported files into {out} ({err.strerror or err}).") from None
+    return files
+
+
+def export(cfg: DictConfig) -> ExportedFiles:
+    """`mode=export`: export the chosen checkpoint and print where the files are."""
+    run, checkpoint = resolve_source(cfg.train_dir, cfg.experiment, cfg.checkpoint)
+    files = export_checkpoint(run, checkpoint, bool(cfg.export_values))
+    print(f"Exported {checkpoint} (run {run.name}):")
+    for path in files:
+        print(f"  {path}")
+    return files
