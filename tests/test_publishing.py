@@ -219,11 +219,13 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
             except Exception as err:  # noqa: BLE001
                 failures.append(repr(err))
 
-    reader = threading.Thread(target=read_loop)
+    reader = threading.Thread(target=read_loop, daemon=True)
     reader.start()
-    out, _ = proc.communicate(timeout=240)
-    stop.set()
-    reader.join()
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:  # a timed-out trainer must not leave the reader running (pytest would never exit)
+        stop.set()
+        reader.join(timeout=10)
     assert proc.returncode == 0, out[-2000:]
     published = int(out.split("Published latest.pth ")[1].split(" times")[0])
     assert published >= 50
