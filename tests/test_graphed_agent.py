@@ -33,10 +33,13 @@ def build_agent(cfg, run: RunDir, algo: str):
     return runner.algo_factory.create(algo, base_name="run", params=runner.params)
 
 
-@pytest.fixture(params=["Ant", "Cartpole"])
+@pytest.fixture(params=["Ant", "Cartpole", "Cartpole-standard"])
 def agents(request, make_cfg, tmp_path):
-    """(stock, graphed) agents with identical weights and envs; Cartpole clips gradients, Ant does not."""
-    cfg = make_cfg(request.param, "num_envs=32", "train.params.config.minibatch_size=128", "seed=3")
+    """(stock, graphed) agents with identical weights and envs; Cartpole clips gradients, Ant does not,
+    and "standard" adapts the learning rate once per mini-epoch instead of per minibatch."""
+    task, _, schedule = request.param.partition("-")
+    extra = [f"+train.params.config.schedule_type={schedule}"] if schedule else []
+    cfg = make_cfg(task, "num_envs=32", "train.params.config.minibatch_size=128", "seed=3", *extra)
     stock = build_agent(cfg, RunDir(tmp_path / "stock"), "a2c_continuous")
     new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
     new.model.load_state_dict(stock.model.state_dict())

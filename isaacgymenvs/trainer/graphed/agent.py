@@ -158,19 +158,24 @@ class GraphedA2CAgent(A2CAgent):
 
     # --- rollout ----------------------------------------------------------------------------
 
+    def _evaluate(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, log std, value in return units) of the policy in evaluation mode, as rl_games' rollout."""
+        model = self.model
+        x = normalize(model.running_mean_std, obs) if self.normalize_input else obs
+        mu, logstd, value, _ = model.a2c_network({"obs": x, "is_train": False, "rnn_states": None})
+        if self.normalize_value:
+            value = denormalize(model.value_mean_std, value)
+        return mu, logstd, value
+
     def _policy_fn(self) -> None:
         """Act on `_obs`; record obs, previous dones and the policy's outputs at `_slot`."""
-        model = self.model
         with torch.no_grad():
-            x = normalize(model.running_mean_std, self._obs) if self.normalize_input else self._obs
-            mu, logstd, value, _ = model.a2c_network({"obs": x, "is_train": False, "rnn_states": None})
+            mu, logstd, value = self._evaluate(self._obs)
             sigma = torch.exp(logstd)
             # = Normal(mu, sigma).sample(), draw for draw; torch.normal(mu, sigma) itself checks
             # sigma >= 0 on the host, which a capture cannot do.
             actions = torch.randn_like(mu) * sigma + mu
-            neglogp = model.neglogp(actions, mu, sigma, logstd)
-            if self.normalize_value:
-                value = denormalize(model.value_mean_std, value)
+            neglogp = self.model.neglogp(actions, mu, sigma, logstd)
             slot = self._slot
             outputs = {"obses": self._obs, "dones": self._dones, "actions": actions, "neglogpacs": neglogp,
                        "values": value, "mus": mu, "sigmas": sigma}  # fmt: skip
@@ -226,10 +231,7 @@ class GraphedA2CAgent(A2CAgent):
         """GAE over the horizon, then rl_games' `prepare_dataset` into the flat dataset tensors."""
         model, buf = self.model, self.buffers
         with torch.no_grad():
-            x = normalize(model.running_mean_std, self._obs) if self.normalize_input else self._obs
-            _, _, last_values, _ = model.a2c_network({"obs": x, "is_train": False, "rnn_states": None})
-            if self.normalize_value:
-                last_values = denormalize(model.value_mean_std, last_values)
+            _, _, last_values = self._evaluate(self._obs)
             advs = self.discount_values(self._dones, last_values, buf["dones"], buf["values"], buf["rewards"])
             returns = advs + buf["values"]
             flat = {
@@ -316,9 +318,7 @@ class GraphedA2CAgent(A2CAgent):
         with torch.no_grad():
             kl = stats[4]
             if self.is_adaptive_lr and self.schedule_type == "legacy":
-                self._set_lr(
-                    adaptive_lr(self._lr, kl, self.scheduler.kl_threshold, self.scheduler.min_lr, self.scheduler.max_lr)
-                )
+                self._adapt_lr(kl)
             self.ds["mu"].index_copy_(0, rows, mu.to(self.ds["mu"].dtype))
             self.ds["sigma"].index_copy_(0, rows, sigma.to(self.ds["sigma"].dtype))
             self._mb_stats.index_copy_(
@@ -355,6 +355,11 @@ class GraphedA2CAgent(A2CAgent):
             dist.all_reduce(self._reduce_buf, op=dist.ReduceOp.SUM)
             steps[1]()
 
+    def _adapt_lr(self, kl: torch.Tensor) -> None:
+        """rl_games' adaptive schedule, on the device, from a (rank-averaged) KL."""
+        sched = self.scheduler
+        self._set_lr(adaptive_lr(self._lr, kl, sched.kl_threshold, sched.min_lr, sched.max_lr))
+
     def _set_lr(self, lr: torch.Tensor | float) -> None:
         if self.device_.type == "cuda":
             self._lr.copy_(lr) if isinstance(lr, torch.Tensor) else self._lr.fill_(lr)
@@ -388,12 +393,8 @@ class GraphedA2CAgent(A2CAgent):
             for _ in range(self.num_minibatches):
                 self._run_minibatch()
             if self.is_adaptive_lr and self.schedule_type == "standard":
-                kls = self._mb_stats[3].view(self.mini_epochs_num, -1)[mini_epoch]
-                if self.multi_gpu:
-                    dist.all_reduce(kls := kls.mean().reshape(1), op=dist.ReduceOp.SUM)
-                    kls = kls / self.world_size
-                sched = self.scheduler
-                self._set_lr(adaptive_lr(self._lr, kls.mean(), sched.kl_threshold, sched.min_lr, sched.max_lr))
+                # The recorded KLs are already averaged over ranks (they travel with the gradients).
+                self._adapt_lr(self._mb_stats[4].view(self.mini_epochs_num, -1)[mini_epoch].mean())
             self.diagnostics.mini_epoch(self, mini_epoch)
         self.last_lr = float(self._lr)  # the one read of the learning rate per epoch
         update_end = time.perf_counter()
