@@ -126,6 +126,19 @@ def check_types(cfg: DictConfig) -> None:
         raise UserError(f"checkpoint={cfg.checkpoint} must be a path to a .pth file.")
 
 
+def check_viewer(cfg: DictConfig) -> None:
+    """viewer, web_host and web_port of a player, in one sentence each when wrong."""
+    if cfg.viewer not in ("auto", "window", "web"):
+        raise UserError(f"viewer={cfg.viewer} must be auto, window or web.")
+    port = cfg.web_port
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"web_port={port} must be a TCP port number (1-65535).")
+    if not isinstance(cfg.web_host, str) or not cfg.web_host.strip():
+        raise UserError(f"web_host={cfg.web_host} must be an address, e.g. 127.0.0.1 or 0.0.0.0.")
+    if cfg.mode == "play" and cfg.viewer != "auto" and cfg.headless:
+        raise UserError(f"viewer={cfg.viewer} shows the player and headless=True shows nothing; drop one of them.")
+
+
 def check_train_dir_writable(train_dir: str) -> None:
     """Training writes under train_dir: refuse, in one sentence, a place it cannot write."""
     path = Path(train_dir).absolute()
@@ -210,6 +223,7 @@ def resolve(cfg: DictConfig) -> DictConfig:
         )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
+    check_viewer(cfg)
     if cfg.checkpoint_save_freq is None:
         cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)
     OmegaConf.set_struct(cfg, True)

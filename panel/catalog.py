@@ -7,9 +7,11 @@ size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -126,3 +128,47 @@ def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | N
         return "player not running", status
     phase = status.get("phase")
     return (phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"), status
+
+
+def _shown(value: object, limit: int = 120) -> str:
+    """A status value as escaped text: the status file is written by another process and may be hostile."""
+    return html.escape(str(value)[:limit]) if value is not None and value != "" else "-"
+
+
+def status_html(summary: str, status: dict) -> str:
+    """The player-status line; any value of any type renders (never raises in the GUI thread)."""
+    when = status.get("loaded_at")
+    finite = isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when)
+    try:
+        when_text = time.strftime("%H:%M:%S", time.localtime(when)) if finite else "-"
+    except (OverflowError, OSError, ValueError):
+        when_text = "-"
+    reward = status.get("reward")
+    reward_text = f"{reward:.1f}" if isinstance(reward, (int, float)) and not isinstance(reward, bool) else "-"
+    text = (
+        f"<b>{_shown(summary)}</b> ({_shown(status.get('mode'))}): {_shown(status.get('checkpoint'))} &nbsp; "
+        f"epoch {_shown(status.get('epoch'))} &nbsp; training reward {reward_text} &nbsp; loaded at {when_text}"
+    )
+    if status.get("error"):
+        text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
+    return text
+
+
+def curve_markers(rows: list[tuple[int, int, float]], entries: list[CheckpointEntry]) -> list[tuple[int, float, str]]:
+    """(epoch, reward, name) of each loadable checkpoint on the reward curve.
+
+    A checkpoint without its own reward (and latest.pth, whose reward is older than its epoch's)
+    sits on the curve at its epoch.
+    """
+    epochs = [r[0] for r in rows]
+    markers = []
+    for e in entries:
+        if e.epoch is None or e.problem:
+            continue
+        reward = e.reward
+        if rows and (reward is None or e.name == protocol.LATEST_CHECKPOINT):
+            i = min(bisect_left(epochs, e.epoch), len(rows) - 1)
+            reward = rows[i][2] if reward is None else reward
+        if reward is not None:
+            markers.append((e.epoch, reward, e.name))
+    return markers

@@ -8,9 +8,7 @@ run in a second worker thread, so the list and the player's status keep updating
 from __future__ import annotations
 
 import html
-import math
 import time
-from bisect import bisect_left
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPointF, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPen
@@ -30,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import RunDir
-from panel.catalog import CheckpointCatalog, CheckpointEntry, RunInfo, player_summary
+from panel.catalog import CheckpointCatalog, CheckpointEntry, RunInfo, curve_markers, player_summary, status_html
 
 REFRESH_MS = 5000
 STATUS_MS = 500
@@ -78,30 +76,6 @@ class Worker(QObject):
             return
         self.wrote.emit(f"Asked the player for {state.mode}" + (f": {state.checkpoint}" if state.checkpoint else ""))
         self.poll_status()
-
-
-def _shown(value: object, limit: int = 120) -> str:
-    """A status value as escaped text: the status file is written by another process and may be hostile."""
-    return html.escape(str(value)[:limit]) if value is not None and value != "" else "-"
-
-
-def status_html(summary: str, status: dict) -> str:
-    """The player-status line; any value of any type renders (never raises in the GUI thread)."""
-    when = status.get("loaded_at")
-    finite = isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when)
-    try:
-        when_text = time.strftime("%H:%M:%S", time.localtime(when)) if finite else "-"
-    except (OverflowError, OSError, ValueError):
-        when_text = "-"
-    reward = status.get("reward")
-    reward_text = f"{reward:.1f}" if isinstance(reward, (int, float)) and not isinstance(reward, bool) else "-"
-    text = (
-        f"<b>{_shown(summary)}</b> ({_shown(status.get('mode'))}): {_shown(status.get('checkpoint'))} &nbsp; "
-        f"epoch {_shown(status.get('epoch'))} &nbsp; training reward {reward_text} &nbsp; loaded at {when_text}"
-    )
-    if status.get("error"):
-        text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
-    return text
 
 
 class Exporter(QObject):
@@ -196,17 +170,7 @@ class RewardCurve(QWidget):
 
     def set_data(self, rows: list[tuple[int, int, float]], entries: list[CheckpointEntry]) -> None:
         self.rows = rows
-        epochs = [r[0] for r in rows]
-        self.markers = []
-        for e in entries:
-            if e.epoch is None or e.problem:
-                continue
-            reward = e.reward
-            if rows and (reward is None or e.name == protocol.LATEST_CHECKPOINT):
-                i = min(bisect_left(epochs, e.epoch), len(rows) - 1)
-                reward = rows[i][2] if reward is None else reward
-            if reward is not None:
-                self.markers.append((e.epoch, reward, e.name))
+        self.markers = curve_markers(rows, entries)
         self.update()
 
     def _scale(self):  # noqa: ANN202

@@ -476,7 +476,7 @@ def test_fast_finite_check_agrees_with_isfinite(values, dtype):
 )
 def test_panel_status_line_renders_any_status(status):
     pytest.importorskip("PySide6")
-    from panel.window import status_html
+    from panel.catalog import status_html
 
     text = status_html("loaded", status)
     assert isinstance(text, str) and "<img" not in text  # the player's values are escaped, never markup

@@ -63,34 +63,65 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
     return PlayerCore(task, policy, follower)
 
 
+def choose_viewer(cfg: DictConfig) -> str:
+    """'headless', 'window' or 'web', decided before anything is built.
+
+    viewer=auto opens the window where Qt can, and otherwise serves the page instead of failing:
+    a training server reached over SSH has no display, and that is where users watch from.
+    """
+    if cfg.headless or cfg.games_num > 0:
+        return "headless"
+    if cfg.viewer == "window":
+        require_display()
+        return "window"
+    if cfg.viewer == "web":
+        return "web"
+    try:
+        require_display()
+    except UserError as err:
+        reason = str(err).split(";")[0].rstrip(".")
+        print(f"{reason}: showing the player in a web page instead (viewer=web; viewer=window insists).", flush=True)
+        return "web"
+    return "window"
+
+
 def play(cfg: DictConfig, task_given: bool) -> None:
     """Watch the run `experiment=` names: wait for it if needed, move to a newer match when one starts."""
-    windowed = not (cfg.headless or cfg.games_num > 0)
-    if windowed:
-        require_display()  # before anything is built
+    viewer = choose_viewer(cfg)
+    windowed = viewer == "window"
     if not cfg.experiment:
         protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
     # A few envs' policy is latency-bound: one thread, leaving the cores to a trainer beside us.
     torch.set_num_threads(1)
     finder = RunFinder(cfg.train_dir, cfg.experiment)
+    web = None
     try:
-        match = finder.find() or wait_for_run(finder, windowed)
+        if viewer == "web":
+            from isaacgymenvs.player.web import WebViewer
+
+            web = WebViewer(cfg.web_host, int(cfg.web_port))  # a busy port: one sentence, nothing built
+        match = finder.find() or wait_for_run(finder, windowed, web)
         notice = None
         while match is not None:
             previous = match
-            match = play_run(cfg, match, finder, task_given, windowed, notice)
+            match = play_run(cfg, match, finder, task_given, windowed, notice, web)
             if match is not None:
                 notice = f"switched to newer run {match.run.name} (was {previous.run.name})"
     except KeyboardInterrupt:
         print("Player stopped.", flush=True)
     finally:
         finder.stop()
+        if web is not None:
+            web.close()
 
 
-def wait_for_run(finder: RunFinder, windowed: bool) -> RunMatch | None:
-    """Started before the trainer: say so, then wait (in the window's HUD when there is a window)."""
+def wait_for_run(finder: RunFinder, windowed: bool, web=None) -> RunMatch | None:  # noqa: ANN001
+    """Started before the trainer: say so, then wait (in the window's HUD or the page when there is one)."""
     print(finder.waiting_message, flush=True)
+    if web is not None:
+        web.announce("Waiting in the page")
+        return web.wait_for_run(finder)
     if windowed:
         from isaacgymenvs.player.viewer import wait_in_window
 
@@ -99,7 +130,13 @@ def wait_for_run(finder: RunFinder, windowed: bool) -> RunMatch | None:
 
 
 def play_run(
-    cfg: DictConfig, match: RunMatch, finder: RunFinder, task_given: bool, windowed: bool, notice: str | None
+    cfg: DictConfig,
+    match: RunMatch,
+    finder: RunFinder,
+    task_given: bool,
+    windowed: bool,
+    notice: str | None,
+    web=None,  # noqa: ANN001 - a WebViewer (imported only when used: viser is optional to the trainer)
 ) -> RunMatch | None:
     """Show one run until the player is closed (None) or a newer matching run starts (that match)."""
     run = match.run
@@ -111,10 +148,17 @@ def play_run(
     core.notice = notice
     if cfg.games_num <= 0:  # an evaluation reports on the run it started with
         finder.watch(match)
-    panel = start_control_panel(run, cfg.train_dir) if cfg.enable_control_panel else None
+    panel = None
+    if cfg.enable_control_panel and web is None:
+        panel = start_control_panel(run, cfg.train_dir)
+    elif cfg.enable_control_panel:
+        print("The checkpoint control panel is part of the page.", flush=True)
     core.follower.start()
     try:
-        if windowed:
+        if web is not None:
+            web.announce(f"Watching {run.name}")
+            web.show(core, cfg, run, switch=lambda: finder.newer is not None)
+        elif windowed:
             from isaacgymenvs.player.viewer import run_window
 
             run_window(core, cfg, run, switch=lambda: finder.newer is not None)

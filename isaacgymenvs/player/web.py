@@ -1,0 +1,209 @@
+"""viewer=web: the player in a browser tab, for training servers without a display.
+
+One more thin front end over the GUI-free PlayerCore (follower, hot reload, state and status
+files), like the Qt window and the headless loop. This process serves the page itself with viser
+(three.js client shipped inside its wheel, nothing fetched from the internet) on web_host:web_port;
+from a laptop: ssh -L 8080:localhost:8080 server, then http://localhost:8080.
+
+The simulation loop only sets pose arrays and HUD text; viser queues them per tab and drops
+superseded updates for a tab that reads slowly, so no tab (closed, slow or many) holds up a step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import html
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.headless import StopOnSignal
+from isaacgymenvs.player.runs import RunFinder
+from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices
+from isaacgymenvs.protocol import RunDir, RunMatch
+from isaacgymenvs.signals import StopRequested
+
+MAX_STEPS_PER_FRAME = 4
+HUD_SECONDS = 0.25
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the address once, as the server will, so a busy port is one sentence instead of viser
+    silently serving on the next free port (which the printed URL and an SSH tunnel would miss)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UserError(f"web_host={host} is not an address of this machine ({err.strerror}).") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"Port {port} on {host} is already in use (another player?); choose a free one with web_port=."
+                ) from None
+            if err.errno == errno.EACCES:
+                raise UserError(f"Port {port} needs root here; choose one above 1023 with web_port=.") from None
+            raise UserError(f"Cannot serve on {host}:{port} ({err.strerror}); change web_host= or web_port=.") from None
+
+
+def access_lines(host: str, port: int) -> list[str]:
+    """How to open the page: the local URL and the SSH tunnel from a laptop (or the open-port warning)."""
+    server = socket.gethostname()
+    if host in LOCAL_HOSTS:
+        return [f"open http://localhost:{port}  (from your laptop: ssh -L {port}:localhost:{port} {server})"]
+    return [
+        f"open http://{server}:{port}",
+        f"Warning: web_host={host} serves the page to every machine that can reach port {port}: anyone there "
+        "can watch this run and switch the player's checkpoint (there is no login). "
+        "The default web_host=127.0.0.1 with ssh -L keeps it to you.",
+    ]
+
+
+def hud_html(lines: list[str]) -> str:
+    """The window's HUD lines as preformatted text (escaped: file names come from the run directory)."""
+    body = "\n".join(html.escape(line) for line in lines)
+    return f"<pre style='margin:0;font-size:12px;line-height:1.45;white-space:pre-wrap' id='hud'>{body}</pre>"
+
+
+class WebViewer:
+    """The page for the player's whole life; the scene, HUD and panel are rebuilt for each run it shows."""
+
+    def __init__(self, host: str, port: int) -> None:
+        check_port_free(host, port)
+        import viser
+
+        self.host, self.port = host, port
+        with contextlib.redirect_stdout(io.StringIO()):  # viser's banner names 127.0.0.1, not the tunnel
+            self.server = viser.ViserServer(host=host, port=port, label="train-and-watch player", verbose=False)
+        if self.server.get_port() != port:  # taken between the probe and the bind
+            self.server.stop()
+            raise UserError(f"Port {port} on {host} is already in use; choose a free one with web_port=.")
+        # No share button: it would tunnel the page to a public relay; the page stays on this machine.
+        self.server.gui.configure_theme(show_share_button=False, show_logo=False, control_width="large")
+        self.server.gui.set_panel_label("train-and-watch player")
+        self.hud = self.server.gui.add_html(hud_html(["Starting ..."]))
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def announce(self, what: str) -> None:
+        print(f"{what}: " + "\n".join(access_lines(self.host, self.port)), flush=True)
+
+    def show_lines(self, lines: list[str]) -> None:
+        content = hud_html(lines)
+        if self.hud.content != content:
+            self.hud.content = content
+
+    def wait_for_run(self, finder: RunFinder) -> RunMatch | None:
+        """Started before the trainer: the page says what it waits for; None if stopped first."""
+        self.show_lines([finder.waiting_message, "Start the trainer: python isaacgymenvs/train_play.py "
+                         f"task=<Task> experiment={finder.experiment}"])  # fmt: skip
+        with StopOnSignal() as stop:
+            while not stop.requested:
+                match = finder.find()
+                if match is not None:
+                    return match
+                time.sleep(0.5)
+        raise StopRequested(stop.signum)
+
+    def show(self, core: PlayerCore, cfg: DictConfig, run: RunDir, switch: Callable[[], bool]) -> None:
+        """Serve `run` until a stop signal (raises StopRequested) or `switch()` (returns)."""
+        from panel.catalog import RunInfo
+        from panel.web import WebPanel
+
+        model, spacing = core.task.model, float(cfg.task.env.envSpacing)
+        scene = WebScene(self.server, model, core.task.num_envs, spacing, cfg.render_quality == "high")
+        controls = PlayerControls(self.server, core, scene)
+        info = RunInfo(cfg.task.name, core.task.num_obs, core.task.num_actions)
+        panel = WebPanel(self.server, run, info)
+        try:
+            StreamLoop(core, scene, controls, self).run(switch)
+        finally:
+            panel.stop()
+            self.server.scene.reset()
+            self.server.gui.reset()
+            self.hud = self.server.gui.add_html(hud_html(["Switching run ..."]))
+
+    def close(self) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.server.stop()
+
+
+class PlayerControls:
+    """Camera follow mode, reload now, reset envs: the window's F, R and Backspace keys as widgets."""
+
+    def __init__(self, server, core: PlayerCore, scene: WebScene) -> None:  # noqa: ANN001
+        self.reset_requested = threading.Event()
+        gui = server.gui
+        self.folder = gui.add_folder("Camera and player", order=1000)  # below the panel
+        with self.folder:
+            self.follow = gui.add_dropdown("Camera", follow_choices(core.task.num_envs), initial_value=FOLLOW_ALL)
+            self.quality = gui.add_checkbox(
+                "Shadows", scene.high_quality, hint="Shadows and reflections: easy for a GPU, slow in a browser without"
+            )
+            self.reload = gui.add_button("Reload checkpoint now")
+            self.reset = gui.add_button("Reset envs")
+            gui.add_markdown("Drag: rotate. Right-drag: pan. Wheel: zoom. WASD: move, Q/E: down/up, arrows: turn.")
+
+        @self.follow.on_update
+        def _(_) -> None:  # noqa: ANN001
+            scene.follow = self.follow.value
+
+        self.quality.on_update(lambda _: scene.set_high_quality(self.quality.value))
+        self.reload.on_click(lambda _: core.follower.force_reload())
+        self.reset.on_click(lambda _: self.reset_requested.set())  # done by the loop, between steps
+
+
+class StreamLoop:
+    """Real-time paced stepping (as the window: up to 4 control steps per frame when behind) and one
+    scene update per frame; the HUD text every 0.25 s."""
+
+    def __init__(self, core: PlayerCore, scene: WebScene, controls: PlayerControls, viewer: WebViewer) -> None:
+        self.core, self.scene, self.controls, self.viewer = core, scene, controls, viewer
+        self.frame_times: list[float] = []
+        self.behind = 0
+
+    def run(self, switch: Callable[[], bool]) -> None:
+        core, dt = self.core, self.core.task.dt
+        start = time.perf_counter() - core.steps * dt
+        next_hud = 0.0
+        with StopOnSignal() as stop:
+            while not stop.requested:
+                if switch():
+                    return
+                if self.controls.reset_requested.is_set():
+                    self.controls.reset_requested.clear()
+                    core.reset_envs()
+                due = int((time.perf_counter() - start) / dt) - core.steps
+                for _ in range(min(max(due, 0), MAX_STEPS_PER_FRAME)):
+                    core.step()
+                self.behind = max(due - MAX_STEPS_PER_FRAME, 0)
+                if self.behind:  # slower than real time: drop the backlog instead of spiralling
+                    start += self.behind * dt
+                now = time.perf_counter()
+                if due > 0:
+                    self.scene.update(core.task.physics.state().qpos.cpu().numpy())
+                    self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
+                if now >= next_hud:
+                    self.viewer.show_lines(self.hud_lines())
+                    next_hud = now + HUD_SECONDS
+                ahead = start + (core.steps + 1) * dt - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+        raise StopRequested(stop.signum)
+
+    def hud_lines(self) -> list[str]:
+        slow = "  (slower than real time)" if self.behind else ""
+        return [*self.core.hud_lines(), f"{len(self.frame_times)} fps streamed{slow}  {self.scene.follow}"]

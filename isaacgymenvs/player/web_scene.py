@@ -1,0 +1,222 @@
+"""The player's envs as a viser (three.js) scene, built from the task's own MJCF.
+
+Each moving body becomes one batched mesh with an instance per env, so a frame is a handful of
+pose arrays, whatever the number of envs. Primitive geoms (all our tasks use) are tessellated
+coarsely here, in the MJCF's colours: a browser without a GPU (SwiftShader) draws a frame in time
+proportional to the vertices, and mjviser's 2,050-vertex capsules held one at 2 fps where these
+~150-vertex ones reach ~25. Mesh and heightfield geoms go through mjviser's conversion. mjviser's
+viewer class is not used: it owns the simulation loop and stacks all worlds on one spot, while the
+player steps its own core and lays the envs on the window's grid (render.grid_offsets).
+
+Shadows and the environment map ("high" quality) cost a software-rendered page most of its frame
+rate, so they are a switch in the page, on by default only with render_quality=high.
+
+Following a robot shifts the world (robots and floor) under the browser's camera instead of moving
+the camera, so each tab keeps its own orbit/pan/zoom while it follows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import trimesh
+
+from isaacgymenvs.player.render import grid_offsets
+
+FOLLOW_ALL = "all robots"
+FOLLOW_FREE = "free camera"
+
+
+def follow_choices(num_envs: int) -> list[str]:
+    """The camera modes the window's F key cycles through, as a list for a dropdown."""
+    return [FOLLOW_ALL, *(f"robot {i}" for i in range(num_envs)), FOLLOW_FREE]
+
+
+def visible_geoms(model: mujoco.MjModel, body: int) -> list[int]:
+    """Geoms of `body` that MuJoCo's viewer draws by default (groups 0-2, not fully transparent)."""
+    return [
+        g
+        for g in range(model.ngeom)
+        if model.geom_bodyid[g] == body and model.geom_group[g] < 3 and model.geom_rgba[g, 3] > 0
+    ]
+
+
+def geom_rgba(model: mujoco.MjModel, geom: int) -> np.ndarray:
+    """uint8 RGBA of a geom as MuJoCo draws it: its material's colour, else its own."""
+    mat = model.geom_matid[geom]
+    rgba = model.mat_rgba[mat] if mat >= 0 else model.geom_rgba[geom]
+    return (np.clip(rgba, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def primitive_mesh(kind: int, size: np.ndarray) -> trimesh.Trimesh | None:
+    """A coarse mesh of a MuJoCo primitive in its own frame (None: not a primitive)."""
+    g = mujoco.mjtGeom
+    if kind == g.mjGEOM_SPHERE:
+        return trimesh.creation.icosphere(subdivisions=2, radius=size[0])
+    if kind == g.mjGEOM_CAPSULE:
+        return trimesh.creation.capsule(radius=size[0], height=2 * size[1], count=[16, 8])
+    if kind == g.mjGEOM_CYLINDER:
+        return trimesh.creation.cylinder(radius=size[0], height=2 * size[1], sections=16)
+    if kind == g.mjGEOM_BOX:
+        return trimesh.creation.box(extents=2 * size)
+    if kind == g.mjGEOM_ELLIPSOID:
+        mesh = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+        mesh.apply_scale(size)
+        return mesh
+    return None
+
+
+def geom_mesh(model: mujoco.MjModel, geom: int) -> trimesh.Trimesh:
+    """One geom as a coloured mesh in its body's frame."""
+    mesh = primitive_mesh(model.geom_type[geom], model.geom_size[geom])
+    if mesh is None:  # mesh, heightfield: mjviser converts them (textures become vertex colours)
+        from mjviser.conversions import create_primitive_mesh, mujoco_mesh_to_trimesh
+
+        is_mesh = model.geom_type[geom] == mujoco.mjtGeom.mjGEOM_MESH
+        mesh = mujoco_mesh_to_trimesh(model, geom) if is_mesh else create_primitive_mesh(model, geom)
+    else:
+        colours = np.tile(geom_rgba(model, geom), (len(mesh.vertices), 1))
+        mesh.visual = trimesh.visual.ColorVisuals(vertex_colors=colours)
+    transform = np.eye(4)
+    rotation = np.zeros(9)
+    mujoco.mju_quat2Mat(rotation, model.geom_quat[geom])
+    transform[:3, :3] = rotation.reshape(3, 3)
+    transform[:3, 3] = model.geom_pos[geom]
+    mesh.apply_transform(transform)
+    return mesh
+
+
+def body_mesh(model: mujoco.MjModel, geoms: list[int]) -> trimesh.Trimesh:
+    meshes = [geom_mesh(model, g) for g in geoms]
+    return meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+
+
+def floor_colours(model: mujoco.MjModel, geom: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(plane, line) colours of a floor plane: its checker texture's two colours, else its rgba."""
+    mat = model.geom_matid[geom]
+    if mat >= 0:
+        tex = model.mat_texid[mat][mujoco.mjtTextureRole.mjTEXROLE_RGB]
+        if tex >= 0:
+            adr, w, h = model.tex_adr[tex], model.tex_width[tex], model.tex_height[tex]
+            pixels = model.tex_data[adr : adr + w * h * model.tex_nchannel[tex]].reshape(h, w, -1)[..., :3]
+            dark = tuple(int(c) for c in pixels[h // 4, w // 4])
+            light = tuple(int(c) for c in pixels[h // 4, 3 * w // 4])
+            return min(dark, light, key=sum), max(dark, light, key=sum)
+        rgba = model.mat_rgba[mat]
+    else:
+        rgba = model.geom_rgba[geom]
+    plane = tuple(int(255 * c) for c in rgba[:3])
+    return plane, tuple(min(255, c + 40) for c in plane)
+
+
+class WebScene:
+    """Moving bodies of every env, the floor, and the camera-follow shift; `update(qpos)` per frame."""
+
+    def __init__(  # noqa: ANN001
+        self, server, model: mujoco.MjModel, num_envs: int, spacing: float, high_quality: bool = False
+    ) -> None:
+        self.server, self.model = server, model
+        self.data = mujoco.MjData(model)
+        self.offsets = grid_offsets(num_envs, spacing)
+        self.follow = FOLLOW_ALL
+        server.scene.set_up_direction("+z")
+        self.set_high_quality(high_quality)
+        self.world = server.scene.add_frame("/world", show_axes=False)  # floor and static geoms
+        mujoco.mj_kinematics(model, self.data)
+        self._add_static()
+        self.bodies: list[int] = []
+        self.handles = []
+        with server.atomic():
+            for body in range(1, model.nbody):
+                geoms = visible_geoms(model, body)
+                if model.body_weldid[body] == 0 or not geoms:
+                    continue
+                self.bodies.append(body)
+                self.handles.append(
+                    server.scene.add_batched_meshes_trimesh(
+                        f"/envs/{mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body) or body}",
+                        body_mesh(model, geoms),
+                        batched_positions=np.zeros((num_envs, 3)),
+                        batched_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (num_envs, 1)),
+                        lod="off",
+                    )
+                )
+        self._set_initial_camera()
+
+    def set_high_quality(self, on: bool) -> None:
+        """Shadows and image-based lighting (a GPU browser draws them easily; SwiftShader at ~8 fps)."""
+        self.high_quality = on
+        self.server.scene.configure_default_lights(True, cast_shadow=on)
+        self.server.scene.configure_environment_map("warehouse" if on else None, environment_intensity=0.8)
+
+    def _add_static(self) -> None:
+        """The floor as viser's infinite grid in the MJCF's colours; other world geoms as meshes."""
+        m = self.model
+        for g in visible_geoms(m, 0):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) or f"geom{g}"
+            if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE:
+                plane, line = floor_colours(m, g)
+                self.server.scene.add_grid(
+                    f"/world/{name}",
+                    width=200.0,
+                    height=200.0,
+                    cell_size=1.0,
+                    section_size=5.0,
+                    plane_color=plane,
+                    cell_color=line,
+                    section_color=line,
+                    plane_opacity=1.0,
+                    shadow_opacity=0.3,  # receives shadows when they are on
+                    position=m.geom_pos[g],
+                    wxyz=m.geom_quat[g],
+                )
+            else:
+                self.server.scene.add_mesh_trimesh(
+                    f"/world/{name}", geom_mesh(m, g), position=self.data.xpos[0], wxyz=self.data.xquat[0]
+                )
+
+    def _set_initial_camera(self) -> None:
+        """The window's starting view: azimuth 135, elevation -20, far enough to see every env."""
+        extent = float(np.abs(self.offsets[:, :2]).max()) + 2.0
+        distance = 2.5 + 1.2 * extent
+        az, el = math.radians(135.0), math.radians(20.0)
+        look = np.array([0.0, 0.0, 0.4])
+        eye = look + distance * np.array([-math.cos(el) * math.cos(az), -math.cos(el) * math.sin(az), math.sin(el)])
+        self.server.initial_camera.look_at = tuple(look)
+        self.server.initial_camera.position = tuple(eye)
+        self.server.initial_camera.up = (0.0, 0.0, 1.0)
+
+    def poses(self, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World positions [N, bodies, 3] (grid offsets added) and wxyz quaternions of the moving bodies."""
+        n = len(qpos)
+        pos = np.empty((n, len(self.bodies), 3))
+        quat = np.empty((n, len(self.bodies), 4))
+        for i, q in enumerate(qpos):
+            self.data.qpos[:] = q
+            mujoco.mj_kinematics(self.model, self.data)
+            pos[i] = self.data.xpos[self.bodies]
+            quat[i] = self.data.xquat[self.bodies]
+        pos += self.offsets[:n, None, :]
+        return pos, quat
+
+    def focus(self, pos: np.ndarray) -> np.ndarray:
+        """Horizontal point brought to the origin: the followed robot's root, all roots' centroid, or none."""
+        if self.follow == FOLLOW_FREE or not self.bodies:
+            return np.zeros(3)
+        roots = pos[:, 0, :] if self.follow == FOLLOW_ALL else pos[int(self.follow.split()[-1]), 0][None]
+        point = roots.mean(axis=0)
+        point[2] = 0.0  # a bobbing torso must not bob the floor
+        return point
+
+    def update(self, qpos: np.ndarray) -> None:
+        """Send every env's pose (one message per moving body) to all connected tabs."""
+        pos, quat = self.poses(qpos)
+        shift = -self.focus(pos)
+        with self.server.atomic():
+            self.world.position = tuple(shift)
+            for k, handle in enumerate(self.handles):
+                handle.batched_positions = pos[:, k, :] + shift
+                handle.batched_wxyzs = quat[:, k, :]
+        self.server.flush()
