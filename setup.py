@@ -26,6 +26,11 @@ setup(
         "PySide6-Essentials>=6.6,<6.12",
         "imageio-ffmpeg>=0.5",
         "numpy>=1.26",
+        # viewer=web (the default player on a machine without a display): viser serves a three.js page
+        # whose client ships inside its wheel; mjviser converts mesh/heightfield geoms for it.
+        "viser>=1.1.1,<1.2",
+        "mjviser==0.0.14",
+        "trimesh>=4",
     ],
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
@@ -40,6 +45,8 @@ setup(
             "ruff>=0.6",
             "pillow>=10",
             "hypothesis>=6.100",
+            # drives Debian's chromium (.ci/run installs it) for the web viewer's browser tests
+            "playwright>=1.49",
             *EXPORT,
         ],
     },
