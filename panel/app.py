@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         protocol.check_experiment_name(args.experiment)  # a name, not a path out of train_dir
         run = protocol.resolve_experiment(args.train_dir, args.experiment)
         display.require_display(
-            "checkpoint control panel", "run the panel on a machine with a display (it needs only the run directory)"
+            "checkpoint control panel",
+            "run the panel on a machine with a display (it needs only the run directory), "
+            "or use the panel in the player's page (mode=play viewer=web)",
         )
         from panel.catalog import run_info
 

@@ -35,6 +35,13 @@ def kill_started_processes():
         kill_group(_started.pop())
 
 
+def outlive_the_test(proc: subprocess.Popen) -> subprocess.Popen:
+    """For a process a module-scoped fixture starts: not killed at the end of the test that first
+    used the fixture; the fixture's own teardown must kill it (kill_group)."""
+    _started.remove(proc)
+    return proc
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL a process started in its own session, with everything it started, and reap it."""
     if proc.poll() is None:

@@ -410,7 +410,7 @@ def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
 
 def test_window_without_a_display_is_one_sentence(tmp_path):
     env = cli_env(DISPLAY=None, WAYLAND_DISPLAY=None, QT_QPA_PLATFORM=None)
-    result = run_cli("mode=play", "experiment=Ant", cwd=tmp_path, env=env, timeout=120)
+    result = run_cli("mode=play", "experiment=Ant", "viewer=window", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "Error: No display for the player window; use headless=True (with video=True to record), "
