@@ -183,6 +183,10 @@ class WebPanel:
             self.show_problem(f"Cannot list checkpoints: {err}")
             return
         chosen = self.selected()
+        if chosen is None and not self.entries:  # the first scan: show a manual choice the player keeps
+            state, _ = protocol.read_state(self.run)
+            if state is not None and state.mode == protocol.MODE_MANUAL:
+                chosen = next((e for e in entries if e.relative == state.checkpoint), None)
         self.entries = {option_label(e): e for e in entries}
         self.choice.options = (NO_SELECTION, *self.entries)
         if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)

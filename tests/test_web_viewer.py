@@ -154,6 +154,7 @@ def test_panel_lists_newest_first_marks_unloadable_and_writes_through_the_protoc
     from panel.catalog import run_info
     from panel.web import NO_SELECTION, WebPanel
 
+    protocol.write_state(ant_run, protocol.MODE_MANUAL, "nn/latest.pth")  # left by an earlier session
     panel = WebPanel(server, ant_run, run_info(ant_run))
     try:
         deadline = time.monotonic() + 20
@@ -166,18 +167,20 @@ def test_panel_lists_newest_first_marks_unloadable_and_writes_through_the_protoc
         assert mtimes == sorted(mtimes, reverse=True)
         latest = next(o for o in options if o.startswith("latest.pth ("))
         assert re.search(r"latest\.pth \(\d+\.\d KB\) - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  epoch 2  reward ", latest)
+        assert panel.choice.value == latest  # the manual choice the player keeps is shown as chosen
 
+        panel.choice.value = NO_SELECTION
         panel.load_selected()  # nothing chosen
         assert "Choose a checkpoint in the list first" in panel.message.content
         panel.choice.value = next(o for o in options if o.startswith("✗ torn.pth"))
         panel.load_selected()
         assert "torn.pth cannot be loaded" in panel.message.content
-        assert protocol.read_state(ant_run)[0] is None  # nothing written for a refused choice
+        assert protocol.read_state(ant_run)[0].seq == 1  # nothing written for a refused choice
 
         panel.choice.value = latest
         panel.load_selected()
         state, _ = protocol.read_state(ant_run)
-        assert (state.mode, state.checkpoint) == (protocol.MODE_MANUAL, "nn/latest.pth")
+        assert (state.mode, state.checkpoint, state.seq) == (protocol.MODE_MANUAL, "nn/latest.pth", 2)
         panel.choose_auto()
         state, _ = protocol.read_state(ant_run)
         assert state.mode == protocol.MODE_AUTO and panel.choice.value == NO_SELECTION
