@@ -62,8 +62,9 @@ def access_lines(host: str, port: int) -> list[str]:
     server = socket.gethostname()
     if host in LOCAL_HOSTS:
         return [f"open http://localhost:{port}  (from your laptop: ssh -L {port}:localhost:{port} {server})"]
+    shown = server if host in ("0.0.0.0", "::", "") else host
     return [
-        f"open http://{server}:{port}",
+        f"open http://{shown}:{port}",
         f"Warning: web_host={host} serves the page to every machine that can reach port {port}: anyone there "
         "can watch this run and switch the player's checkpoint (there is no login). "
         "The default web_host=127.0.0.1 with ssh -L keeps it to you.",
@@ -94,10 +95,6 @@ class WebViewer:
         self.server.gui.set_panel_label("train-and-watch player")
         self.hud = self.server.gui.add_html(hud_html(["Starting ..."]))
 
-    @property
-    def url(self) -> str:
-        return f"http://localhost:{self.port}"
-
     def announce(self, what: str) -> None:
         print(f"{what}: " + "\n".join(access_lines(self.host, self.port)), flush=True)
 
@@ -107,7 +104,7 @@ class WebViewer:
             self.hud.content = content
 
     def wait_for_run(self, finder: RunFinder) -> RunMatch | None:
-        """Started before the trainer: the page says what it waits for; None if stopped first."""
+        """Started before the trainer: the page says what it waits for (a stop signal raises StopRequested)."""
         self.show_lines([finder.waiting_message, "Start the trainer: python isaacgymenvs/train_play.py "
                          f"task=<Task> experiment={finder.experiment}"])  # fmt: skip
         with StopOnSignal() as stop:
