@@ -763,9 +763,9 @@ def check_finite(model: dict[str, Any], name: str) -> None:
     """Refuse NaN/inf weights or normalisers (and a negative variance): they would crash sampling."""
     for key, value in model.items():
         if (value.is_floating_point() or value.is_complex()) and not all_finite(value):
-            raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]}")
+            raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]!r}")
         if key.endswith("running_var") and value.is_floating_point() and bool((value < 0).any()):
-            raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]}")
+            raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]!r}")
 
 
 def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | None]:
