@@ -176,6 +176,7 @@ class StreamLoop:
         core, dt = self.core, self.core.task.dt
         start = time.perf_counter() - core.steps * dt
         next_hud = 0.0
+        shown = core.follower.loaded
         with StopOnSignal() as stop:
             while not stop.requested:
                 if switch():
@@ -193,7 +194,8 @@ class StreamLoop:
                 if due > 0:
                     self.scene.update(core.task.physics.state().qpos.cpu().numpy())
                     self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
-                if now >= next_hud:
+                if now >= next_hud or core.follower.loaded is not shown:  # a new policy: say so at once
+                    shown = core.follower.loaded
                     self.viewer.show_lines(self.hud_lines())
                     next_hud = now + HUD_SECONDS
                 ahead = start + (core.steps + 1) * dt - time.perf_counter()
