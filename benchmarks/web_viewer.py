@@ -640,11 +640,24 @@ def part_cpu(children: Children, browser, train_dir: Path, args: argparse.Namesp
     return results
 
 
-PHASE_LABELS = {"alone": "alone", "web": "web player + tab", "busy": "busy-loop process"}
+PHASE_LABELS = {
+    "alone": "alone", "remote": "web player + remote tab", "web": "web player + local tab", "busy": "busy-loop process",
+}  # fmt: skip
+# A tab on another machine (the usual case: the page is watched through an SSH tunnel from a laptop)
+# costs this machine the player and the stream, not the drawing: a websocket client that takes every
+# frame and draws nothing stands in for it.
+REMOTE_TAB = """
+import sys, viser
+from websockets.sync.client import connect
+with connect(sys.argv[1], subprotocols=[f"viser-v{viser.__version__}"], max_size=None) as ws:
+    while True:
+        ws.recv()
+"""
 
 
 def part_throughput(children: Children, browser, tmp: Path, args: argparse.Namespace, say: Callable) -> dict:  # noqa: ANN001
-    """One trainer; phases alone / attached (web player + tab) alternate; steps/s per phase and the ratio.
+    """One trainer; phases alone / web player with a remote tab / with a local chromium tab alternate;
+    steps/s per phase and the ratios.
 
     A last phase beside a plain busy-loop process (one core, nothing else) tells the viewer's own
     cost apart from what any process using a core does to the trainer on this machine."""
@@ -652,7 +665,7 @@ def part_throughput(children: Children, browser, tmp: Path, args: argparse.Names
     train_dir.mkdir()
     trainer, _ = start_trainer(children, train_dir, args.trainer_envs, args.save_freq, args.trainer_env)
     phases: list[dict[str, Any]] = []
-    kinds = ["alone", "web", "alone", "web"] + ([] if args.no_reference else ["busy"])
+    kinds = ["alone", "remote", "web", "alone", "remote", "web"] + ([] if args.no_reference else ["busy"])
     try:
         trainer.out.wait_for(lambda s: (p := parse_progress(s)) is not None and p.epoch >= 3, 120, "epoch 3")
         for kind in kinds:
@@ -663,6 +676,11 @@ def part_throughput(children: Children, browser, tmp: Path, args: argparse.Names
                     player = start_player(children, train_dir, "web", port)
                     tab = Tab(browser, f"http://127.0.0.1:{port}", VIEWPORTS[0], count_frames=False)
                     tab.wait_hud(r"epoch \d+")
+                elif kind == "remote":
+                    port = free_port()
+                    player = start_player(children, train_dir, "web", port)
+                    player.out.wait_for(lambda s: "Loaded " in s, 120, "the player's first policy")
+                    other = children.start("remote tab", ["-c", REMOTE_TAB, f"ws://127.0.0.1:{port}"], tmp, script=None)
                 elif kind == "busy":
                     other = children.start("busy loop", ["-c", "while True: pass"], tmp, script=None)
                 wait = tab.pump if tab is not None else time.sleep
@@ -691,9 +709,11 @@ def part_throughput(children: Children, browser, tmp: Path, args: argparse.Names
     def rate(kind: str) -> float:
         return mean_rate([p["env_steps_per_s"] for p in phases if p["kind"] == kind])
 
-    alone, on = rate("alone"), rate("web")
-    result = {"phases": phases, "alone": alone, "attached": on, "ratio": on / alone}
-    say(f"  trainer throughput attached/alone: {on / alone:.3f} ({on:,.0f} vs {alone:,.0f} env steps/s)")
+    alone, on, remote = rate("alone"), rate("web"), rate("remote")
+    result = {"phases": phases, "alone": alone, "attached": on, "ratio": on / alone, "remote": remote,
+              "remote_ratio": remote / alone}  # fmt: skip
+    say(f"  trainer throughput, web player + remote tab / alone: {remote / alone:.3f} ({remote:,.0f} vs {alone:,.0f})")
+    say(f"  trainer throughput, web player + local chromium tab / alone: {on / alone:.3f} ({on:,.0f} env steps/s)")
     if not args.no_reference:
         result["busy_ratio"] = rate("busy") / alone
         say(f"  beside a busy-loop process instead (reference): {result['busy_ratio']:.3f}")
@@ -721,7 +741,8 @@ def summary(results: dict[str, Any]) -> list[str]:
         rows.append((f"player CPU, {key}", f"{r['player']:.2f} cores{browser}", ""))
     if "throughput" in results:
         t = results["throughput"]
-        rows.append(("trainer with web player + tab / alone", f"{t['ratio']:.3f}", ""))
+        rows.append(("trainer with web player + remote tab / alone", f"{t['remote_ratio']:.3f}", ""))
+        rows.append(("trainer with web player + local chromium / alone", f"{t['ratio']:.3f}", ""))
         if "busy_ratio" in t:
             rows.append(("trainer beside a busy loop / alone", f"{t['busy_ratio']:.3f}", "(reference)"))
     if not rows:
