@@ -399,3 +399,25 @@ def test_a_busy_port_stops_the_player_with_one_sentence(tmp_path):
     assert result.stderr.strip() == (
         f"Error: Port {port} on 127.0.0.1 is already in use (another player?); choose a free one with web_port=."
     )
+
+
+def test_panel_export_button_writes_the_selected_checkpoints_files(server, ant_run):
+    pytest.importorskip("onnxruntime")
+    from panel.catalog import run_info
+    from panel.web import WebPanel
+
+    panel = WebPanel(server, ant_run, run_info(ant_run))
+    try:
+        deadline = time.monotonic() + 20
+        while not any(o.startswith("latest.pth (") for o in panel.choice.options) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        panel.choice.value = next(o for o in panel.choice.options if o.startswith("latest.pth ("))
+        panel.export_selected()
+        assert panel.export_button.disabled  # one export at a time
+        deadline = time.monotonic() + 120
+        while panel.export_button.disabled and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert panel.message.content.startswith("Exported latest.pth to "), panel.message.content
+        assert {p.name for p in (ant_run.root / "exported").iterdir()} >= {"latest.onnx", "latest.pt", "latest.json"}
+    finally:
+        panel.stop()
