@@ -421,3 +421,32 @@ def test_panel_export_button_writes_the_selected_checkpoints_files(server, ant_r
         assert {p.name for p in (ant_run.root / "exported").iterdir()} >= {"latest.onnx", "latest.pt", "latest.json"}
     finally:
         panel.stop()
+
+
+def test_qt_panel_and_page_panel_open_together_agree(qtbot, server, ant_run):
+    """Each writes the state file through the protocol; each shows what the other chose."""
+    from PySide6.QtCore import Qt
+
+    from panel.catalog import run_info
+    from panel.web import WebPanel
+    from panel.window import PanelWindow
+
+    info = run_info(ant_run)
+    window = PanelWindow(ant_run, info)
+    qtbot.addWidget(window)
+    window.show()
+    page = WebPanel(server, ant_run, info)
+    try:
+        qtbot.waitUntil(lambda: len(window.table_model.entries) >= 2, timeout=20_000)
+        window.select_checkpoint("latest.pth")
+        qtbot.mouseClick(window.load_button, Qt.LeftButton)  # the Qt panel asks for latest.pth, by name
+        qtbot.waitUntil(lambda: "Mode: <b>Manual</b>, showing nn/latest.pth" in page.mode_text.content, timeout=5000)
+        qtbot.waitUntil(lambda: window.manual_button.isChecked(), timeout=5000)
+
+        page.choose_auto()  # the page's Auto: the Qt panel's radio follows
+        qtbot.waitUntil(lambda: window.auto_button.isChecked(), timeout=5000)
+        state, _ = protocol.read_state(ant_run)
+        assert (state.mode, state.seq) == (protocol.MODE_AUTO, 2)
+    finally:
+        page.stop()
+        window.close()
