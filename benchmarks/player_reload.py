@@ -116,7 +116,7 @@ def frame_rate(run: protocol.RunDir, seconds: float = 5.0) -> tuple[float, float
     shown = 0
     while time.perf_counter() - start < seconds:
         app.processEvents()
-        shown = len(window.frame_times)
+        shown = window.pacer.fps
     window.close()
     return bare, shown, f"{renderer.quality} quality, {renderer.width}x{renderer.height}"
 

@@ -8,7 +8,6 @@ rendering cannot keep up, several control steps run per frame (up to 4) and the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,13 +16,12 @@ from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.core import PlayerCore, RealTimePacer
 from isaacgymenvs.player.render import MultiEnvRenderer
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.protocol import RunDir, RunMatch
 from isaacgymenvs.signals import STOP_SIGNALS
 
-MAX_STEPS_PER_FRAME = 4
 MOVE_KEYS = {
     Qt.Key_W: (1, 0, 0), Qt.Key_S: (-1, 0, 0), Qt.Key_D: (0, 1, 0),
     Qt.Key_A: (0, -1, 0), Qt.Key_Q: (0, 0, 1), Qt.Key_E: (0, 0, -1),
@@ -42,9 +40,7 @@ class PlayerWindow(QWidget):
         self.resize(960, 540)  # the rendered image is scaled to the window
         self.setFocusPolicy(Qt.StrongFocus)
         self.image: QImage | None = None
-        self.frame_times: list[float] = []
-        self.start = time.perf_counter() - core.steps * core.task.dt  # pace from where the core is
-        self.behind = 0
+        self.pacer = RealTimePacer(core)
         self.last_mouse: QPoint | None = None
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.tick)
@@ -55,29 +51,20 @@ class PlayerWindow(QWidget):
         if self.switch():  # a newer matching run started: the caller reopens on it
             self.close()
             return
-        due = int((time.perf_counter() - self.start) / self.core.task.dt) - self.core.steps
-        for _ in range(min(max(due, 0), MAX_STEPS_PER_FRAME)):
-            self.core.step()
-        self.behind = max(due - MAX_STEPS_PER_FRAME, 0)
-        if self.behind:  # too slow for real time: drop the backlog instead of spiralling
-            self.start += self.behind * self.core.task.dt
-        if due <= 0:
+        if not self.pacer.advance():
             return
         qpos = self.core.task.physics.state().qpos.cpu().numpy()
         rgb = self.renderer.render(qpos)
         # From bytes, then detached: QImage over a borrowed buffer has had refcount bugs in PySide6.
         self.image = QImage(rgb.tobytes(), rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
-        now = time.perf_counter()
-        self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
+        self.pacer.frame_shown()
         self.update()
 
     def hud_lines(self) -> list[str]:
-        fps = len(self.frame_times)
-        slow = "  (slower than real time)" if self.behind else ""
         follow = self.renderer.describe_follow()
         return [
             *self.core.hud_lines(),
-            f"{fps} fps{slow}  {follow}",
+            f"{self.pacer.fps} fps{self.pacer.slow_note}  {follow}",
             "drag: rotate / middle: pan / wheel: zoom  WASD move  Q up  E down  F camera  R reload  "
             "Backspace reset  Esc quit",
         ]

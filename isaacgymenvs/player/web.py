@@ -23,14 +23,13 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.core import PlayerCore, RealTimePacer
 from isaacgymenvs.player.headless import StopOnSignal
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices
 from isaacgymenvs.protocol import RunDir, RunMatch
 from isaacgymenvs.signals import StopRequested
 
-MAX_STEPS_PER_FRAME = 4
 HUD_SECONDS = 0.25
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -99,21 +98,17 @@ class WebViewer:
         print(f"{what}: " + "\n".join(access_lines(self.host, self.port)), flush=True)
 
     def show_lines(self, lines: list[str]) -> None:
-        content = hud_html(lines)
-        if self.hud.content != content:
-            self.hud.content = content
+        self.hud.content = hud_html(lines)  # viser sends nothing when the text is unchanged
 
     def wait_for_run(self, finder: RunFinder) -> RunMatch | None:
         """Started before the trainer: the page says what it waits for (a stop signal raises StopRequested)."""
         self.show_lines([finder.waiting_message, "Start the trainer: python isaacgymenvs/train_play.py "
                          f"task=<Task> experiment={finder.experiment}"])  # fmt: skip
         with StopOnSignal() as stop:
-            while not stop.requested:
-                match = finder.find()
-                if match is not None:
-                    return match
-                time.sleep(0.5)
-        raise StopRequested(stop.signum)
+            match = finder.wait(lambda: stop.requested)
+        if match is None:
+            raise StopRequested(stop.signum)
+        return match
 
     def show(self, core: PlayerCore, cfg: DictConfig, run: RunDir, switch: Callable[[], bool]) -> None:
         """Serve `run` until a stop signal (raises StopRequested) or `switch()` (returns)."""
@@ -164,17 +159,15 @@ class PlayerControls:
 
 
 class StreamLoop:
-    """Real-time paced stepping (as the window: up to 4 control steps per frame when behind) and one
-    scene update per frame; the HUD text every 0.25 s."""
+    """Real-time paced stepping (the window's pacer: up to 4 control steps per frame when behind) and
+    one scene update per frame; the HUD text every 0.25 s, and at once for a new policy."""
 
     def __init__(self, core: PlayerCore, scene: WebScene, controls: PlayerControls, viewer: WebViewer) -> None:
         self.core, self.scene, self.controls, self.viewer = core, scene, controls, viewer
-        self.frame_times: list[float] = []
-        self.behind = 0
+        self.pacer = RealTimePacer(core)
 
     def run(self, switch: Callable[[], bool]) -> None:
-        core, dt = self.core, self.core.task.dt
-        start = time.perf_counter() - core.steps * dt
+        core, pacer = self.core, self.pacer
         next_hud = 0.0
         shown = core.follower.loaded
         with StopOnSignal() as stop:
@@ -184,25 +177,18 @@ class StreamLoop:
                 if self.controls.reset_requested.is_set():
                     self.controls.reset_requested.clear()
                     core.reset_envs()
-                due = int((time.perf_counter() - start) / dt) - core.steps
-                for _ in range(min(max(due, 0), MAX_STEPS_PER_FRAME)):
-                    core.step()
-                self.behind = max(due - MAX_STEPS_PER_FRAME, 0)
-                if self.behind:  # slower than real time: drop the backlog instead of spiralling
-                    start += self.behind * dt
-                now = time.perf_counter()
-                if due > 0:
+                if pacer.advance():
                     self.scene.update(core.task.physics.state().qpos.cpu().numpy())
-                    self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
+                    pacer.frame_shown()
+                now = time.perf_counter()
                 if now >= next_hud or core.follower.loaded is not shown:  # a new policy: say so at once
                     shown = core.follower.loaded
                     self.viewer.show_lines(self.hud_lines())
                     next_hud = now + HUD_SECONDS
-                ahead = start + (core.steps + 1) * dt - time.perf_counter()
+                ahead = pacer.seconds_to_next_step()
                 if ahead > 0:
                     time.sleep(ahead)
         raise StopRequested(stop.signum)
 
     def hud_lines(self) -> list[str]:
-        slow = "  (slower than real time)" if self.behind else ""
-        return [*self.core.hud_lines(), f"{len(self.frame_times)} fps streamed{slow}  {self.scene.follow}"]
+        return [*self.core.hud_lines(), f"{self.pacer.fps} fps streamed{self.pacer.slow_note}  {self.scene.follow}"]
