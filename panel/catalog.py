@@ -172,3 +172,24 @@ def curve_markers(rows: list[tuple[int, int, float]], entries: list[CheckpointEn
         if reward is not None:
             markers.append((e.epoch, reward, e.name))
     return markers
+
+
+def export_selected(run: RunDir, relative: str) -> tuple[bool, str]:
+    """Export one checkpoint of the run for a panel's Export button: (ok, the message line).
+
+    Both panels call this from a worker thread (an export takes seconds); it never raises, so a
+    failed export is a message and the panel stays up.
+    """
+    from isaacgymenvs.errors import UserError
+    from isaacgymenvs.export import export_checkpoint
+
+    path = protocol.checkpoint_in_run(run, relative)
+    try:
+        if path is None:
+            raise UserError(f"{relative} is not a checkpoint inside {run.root}.")
+        files = export_checkpoint(run, path)
+    except UserError as err:
+        return False, str(err)
+    except Exception as err:  # noqa: BLE001
+        return False, f"Export of {relative} failed: {protocol.first_line(err)}"
+    return True, f"Exported {path.name} to {files.onnx.parent}: {', '.join(p.name for p in files)}"

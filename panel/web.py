@@ -19,7 +19,15 @@ import numpy as np
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import RunDir
-from panel.catalog import CheckpointCatalog, CheckpointEntry, RunInfo, curve_markers, player_summary, status_html
+from panel.catalog import (
+    CheckpointCatalog,
+    CheckpointEntry,
+    RunInfo,
+    curve_markers,
+    export_selected,
+    player_summary,
+    status_html,
+)
 
 REFRESH_SECONDS = 5.0  # full rescan; Refresh and every write rescan at once
 STATUS_SECONDS = 0.5
@@ -135,19 +143,9 @@ class WebPanel:
         threading.Thread(target=self._export, args=(entry.relative,), name="web-export", daemon=True).start()
 
     def _export(self, relative: str) -> None:
-        from isaacgymenvs.errors import UserError
-        from isaacgymenvs.export import export_checkpoint
-
         try:
-            path = protocol.checkpoint_in_run(self.run, relative)
-            if path is None:
-                raise UserError(f"{relative} is not a checkpoint inside {self.run.root}.")
-            files = export_checkpoint(self.run, path)
-            self.show_message(f"Exported {path.name} to {files.onnx.parent}: {', '.join(p.name for p in files)}")
-        except UserError as err:
-            self.show_problem(str(err))
-        except Exception as err:  # noqa: BLE001 - the page reports and stays up
-            self.show_problem(f"Export of {relative} failed: {protocol.first_line(err)}")
+            ok, text = export_selected(self.run, relative)
+            (self.show_message if ok else self.show_problem)(text)
         finally:
             self.export_button.disabled = False
 

@@ -28,7 +28,15 @@ from PySide6.QtWidgets import (
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import RunDir
-from panel.catalog import CheckpointCatalog, CheckpointEntry, RunInfo, curve_markers, player_summary, status_html
+from panel.catalog import (
+    CheckpointCatalog,
+    CheckpointEntry,
+    RunInfo,
+    curve_markers,
+    export_selected,
+    player_summary,
+    status_html,
+)
 
 REFRESH_MS = 5000
 STATUS_MS = 500
@@ -89,23 +97,7 @@ class Exporter(QObject):
 
     @Slot(str)
     def export(self, relative: str) -> None:
-        from isaacgymenvs.errors import UserError
-        from isaacgymenvs.export import export_checkpoint
-
-        path = protocol.checkpoint_in_run(self.run, relative)
-        try:
-            if path is None:
-                raise UserError(f"{relative} is not a checkpoint inside {self.run.root}.")
-            files = export_checkpoint(self.run, path)
-        except UserError as err:
-            self.finished.emit(False, str(err))
-            return
-        except Exception as err:  # noqa: BLE001 - the panel reports and stays up
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            self.finished.emit(False, f"Export of {relative} failed: {first}")
-            return
-        names = ", ".join(p.name for p in files)
-        self.finished.emit(True, f"Exported {path.name} to {files.onnx.parent}: {names}")
+        self.finished.emit(*export_selected(self.run, relative))
 
 
 class CheckpointTable(QAbstractTableModel):
