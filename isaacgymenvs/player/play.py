@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,9 @@ from isaacgymenvs.gl import require_headless_gl
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.protocol import RunDir, RunMatch
+
+if TYPE_CHECKING:  # viser is imported only when the page is served
+    from isaacgymenvs.player.web import WebViewer
 
 
 def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfig:
@@ -116,7 +120,7 @@ def play(cfg: DictConfig, task_given: bool) -> None:
             web.close()
 
 
-def wait_for_run(finder: RunFinder, windowed: bool, web=None) -> RunMatch | None:  # noqa: ANN001
+def wait_for_run(finder: RunFinder, windowed: bool, web: WebViewer | None = None) -> RunMatch | None:
     """Started before the trainer: say so, then wait (in the window's HUD or the page when there is one)."""
     print(finder.waiting_message, flush=True)
     if web is not None:
@@ -136,7 +140,7 @@ def play_run(
     task_given: bool,
     windowed: bool,
     notice: str | None,
-    web=None,  # noqa: ANN001 - a WebViewer (imported only when used: viser is optional to the trainer)
+    web: WebViewer | None = None,
 ) -> RunMatch | None:
     """Show one run until the player is closed (None) or a newer matching run starts (that match)."""
     run = match.run
@@ -154,16 +158,17 @@ def play_run(
     elif cfg.enable_control_panel:
         print("The checkpoint control panel is part of the page.", flush=True)
     core.follower.start()
+    switch = lambda: finder.newer is not None  # noqa: E731 - a newer matching run started
     try:
         if web is not None:
             web.announce(f"Watching {run.name}")
-            web.show(core, cfg, run, switch=lambda: finder.newer is not None)
+            web.show(core, cfg, run, switch)
         elif windowed:
             from isaacgymenvs.player.viewer import run_window
 
-            run_window(core, cfg, run, switch=lambda: finder.newer is not None)
+            run_window(core, cfg, run, switch)
         else:
-            _play_headless(cfg, run, core, switch=lambda: finder.newer is not None)
+            _play_headless(cfg, run, core, switch)
     finally:
         core.follower.stop()
         finder.stop()
