@@ -26,6 +26,13 @@ def grid_offsets(num_envs: int, spacing: float) -> np.ndarray:
 
 
 SIZES = {"high": (960, 540), "fast": (640, 360)}
+START_AZIMUTH, START_ELEVATION = 135.0, -20.0  # the window's and the web page's first view
+
+
+def start_distance(offsets: np.ndarray) -> float:
+    """Camera distance of the first view: every env of the grid in sight."""
+    extent = float(np.abs(offsets[:, :2]).max()) + 2.0
+    return 2.5 + 1.2 * extent
 
 
 def software_gl() -> bool:
@@ -76,10 +83,9 @@ class MultiEnvRenderer:
         self.option = mujoco.MjvOption()
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        extent = float(np.abs(self.offsets[:, :2]).max()) + 2.0
         self.camera.lookat[:] = [self.offsets[:, 0].mean(), 0.0, 0.4]
-        self.camera.distance = 2.5 + 1.2 * extent
-        self.camera.azimuth, self.camera.elevation = 135.0, -20.0
+        self.camera.distance = start_distance(self.offsets)
+        self.camera.azimuth, self.camera.elevation = START_AZIMUTH, START_ELEVATION
         # "all": track the robots' centroid (locomotion tasks leave a fixed view in seconds);
         # an int: one robot; None: free camera.
         self.follow: int | str | None = "all"

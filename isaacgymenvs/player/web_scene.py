@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 import trimesh
 
-from isaacgymenvs.player.render import grid_offsets
+from isaacgymenvs.player.render import START_AZIMUTH, START_ELEVATION, grid_offsets, start_distance
 
 FOLLOW_ALL = "all robots"
 FOLLOW_FREE = "free camera"
@@ -178,10 +178,9 @@ class WebScene:
                 )
 
     def _set_initial_camera(self) -> None:
-        """The window's starting view: azimuth 135, elevation -20, far enough to see every env."""
-        extent = float(np.abs(self.offsets[:, :2]).max()) + 2.0
-        distance = 2.5 + 1.2 * extent
-        az, el = math.radians(135.0), math.radians(20.0)
+        """The window's starting view (MuJoCo's azimuth/elevation turned into an eye point)."""
+        distance = start_distance(self.offsets)
+        az, el = math.radians(START_AZIMUTH), math.radians(-START_ELEVATION)
         look = np.array([0.0, 0.0, 0.4])
         eye = look + distance * np.array([-math.cos(el) * math.cos(az), -math.cos(el) * math.sin(az), math.sin(el)])
         self.server.initial_camera.look_at = tuple(look)
