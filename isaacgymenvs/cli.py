@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
-        print(signals.describe(err), file=sys.stderr)
+        print(signals.describe(err), file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        signals.exit_within(signals.exit_code(err))  # a library's exit handler cannot keep us alive
         return signals.exit_code(err)
     return 0

@@ -4,9 +4,15 @@ whichever one arrives."""
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# Seconds a stopped process may spend in library exit handlers before it ends regardless (Docker
+# sends SIGKILL 10 s after SIGTERM, SLURM 30 s).
+EXIT_GRACE_SECONDS = 10.0
 
 
 class StopRequested(KeyboardInterrupt):
@@ -36,3 +42,24 @@ def describe(err: KeyboardInterrupt) -> str:
     """'Interrupted.' for Ctrl+C, 'Stopped by SIGTERM.' for the others."""
     signum = getattr(err, "signum", signal.SIGINT)
     return "Interrupted." if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}."
+
+
+def exit_within(code: int, grace_s: float | None = None) -> None:
+    """After a stop has been handled, make sure the process ends with `code`, and soon.
+
+    The stop exception is raised wherever the main thread was, so it can leave a library's lock
+    held (TensorBoard's event queue, for one); that library's exit handler then waits on the lock
+    for ever, after the final policy is already published. A daemon thread ends the process after
+    `grace_s`, and a second stop signal ends it at once. Flush stdout/stderr before calling: the
+    forced exit does not, as the stuck thread may hold their locks.
+    """
+    grace_s = EXIT_GRACE_SECONDS if grace_s is None else grace_s
+
+    def force(*_: object) -> None:
+        os._exit(code)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, force)
+    timer = threading.Timer(grace_s, force)
+    timer.daemon = True
+    timer.start()
