@@ -174,6 +174,22 @@ def curve_markers(rows: list[tuple[int, int, float]], entries: list[CheckpointEn
     return markers
 
 
+def request_checkpoint(run: RunDir, mode: str, relative: str | None) -> tuple[bool, str]:
+    """Write the state file for a panel's Auto or Load Selected: (ok, the message line)."""
+    try:
+        state = protocol.write_state(run, mode, relative)
+    except (OSError, ValueError) as err:
+        return False, f"Could not write the state file: {err}"
+    return True, f"Asked the player for {state.mode}" + (f": {state.checkpoint}" if state.checkpoint else "")
+
+
+def list_summary(entries: list[CheckpointEntry]) -> str:
+    """`12 checkpoints, 1 cannot be loaded; refreshed 14:02:11`: the line under both panels' lists."""
+    bad = sum(1 for e in entries if e.problem)
+    note = f", {bad} cannot be loaded" if bad else ""
+    return f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
+
+
 def export_selected(run: RunDir, relative: str) -> tuple[bool, str]:
     """Export one checkpoint of the run for a panel's Export button: (ok, the message line).
 

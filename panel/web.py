@@ -25,7 +25,9 @@ from panel.catalog import (
     RunInfo,
     curve_markers,
     export_selected,
+    list_summary,
     player_summary,
+    request_checkpoint,
     status_html,
 )
 
@@ -124,14 +126,11 @@ class WebPanel:
         self._write(protocol.MODE_MANUAL, entry.relative)
 
     def _write(self, mode: str, relative: str | None) -> bool:
-        try:
-            state = protocol.write_state(self.run, mode, relative)
-        except (OSError, ValueError) as err:
-            self.show_problem(f"Could not write the state file: {err}")
-            return False
-        self.show_message(f"Asked the player for {state.mode}" + (f": {state.checkpoint}" if state.checkpoint else ""))
-        self._wake.set()
-        return True
+        ok, text = request_checkpoint(self.run, mode, relative)
+        (self.show_message if ok else self.show_problem)(text)
+        if ok:
+            self._wake.set()
+        return ok
 
     def export_selected(self) -> None:
         entry = self.selected()
@@ -190,9 +189,7 @@ class WebPanel:
         if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)
             again = next((label for label, e in self.entries.items() if e.name == chosen.name), NO_SELECTION)
             self.choice.value = again
-        bad = sum(1 for e in entries if e.problem)
-        note = f", {bad} cannot be loaded" if bad else ""
-        self.list_text.content = f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
+        self.list_text.content = list_summary(entries)
         self._show_curve(protocol.read_metrics(self.run), entries)
 
     def _show_curve(self, rows: list[tuple[int, int, float]], entries: list[CheckpointEntry]) -> None:

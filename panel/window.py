@@ -8,7 +8,6 @@ run in a second worker thread, so the list and the player's status keep updating
 from __future__ import annotations
 
 import html
-import time
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPointF, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPen
@@ -34,7 +33,9 @@ from panel.catalog import (
     RunInfo,
     curve_markers,
     export_selected,
+    list_summary,
     player_summary,
+    request_checkpoint,
     status_html,
 )
 
@@ -77,12 +78,11 @@ class Worker(QObject):
 
     @Slot(str, str)
     def write_state(self, mode: str, relative: str) -> None:
-        try:
-            state = protocol.write_state(self.run, mode, relative or None)
-        except (OSError, ValueError) as err:
-            self.problem.emit(f"Could not write the state file: {err}")
+        ok, text = request_checkpoint(self.run, mode, relative or None)
+        if not ok:
+            self.problem.emit(text)
             return
-        self.wrote.emit(f"Asked the player for {state.mode}" + (f": {state.checkpoint}" if state.checkpoint else ""))
+        self.wrote.emit(text)
         self.poll_status()
 
 
@@ -389,9 +389,7 @@ class PanelWindow(QWidget):
         if chosen is not None:
             self.select_checkpoint(chosen.name)
         self.curve.set_data(metrics, entries)
-        bad = sum(1 for e in entries if e.problem)
-        note = f", {bad} cannot be loaded" if bad else ""
-        self.list_summary = f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
+        self.list_summary = list_summary(entries)
         self.setWindowTitle(f"Checkpoints - {self.run.name} ({self.list_summary})")
 
     @Slot(str, object, object)
