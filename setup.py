@@ -9,7 +9,8 @@ setup(
     version="0.1.0",
     description="IsaacGymEnvs-style GPU-parallel robot RL on MuJoCo: train headless, watch the policy live.",
     python_requires=">=3.10",
-    packages=find_packages(include=["isaacgymenvs", "isaacgymenvs.*", "panel", "panel.*"]),
+    # One top-level package: the panel is isaacgymenvs.panel, never a top-level `panel` (HoloViz's name).
+    packages=find_packages(include=["isaacgymenvs", "isaacgymenvs.*"]),
     package_data={"isaacgymenvs": ["assets/mjcf/*.xml"]},
     install_requires=[
         "rl-games==1.6.5",
@@ -32,6 +33,12 @@ setup(
         "mjviser==0.0.14",
         "trimesh>=4",
     ],
+    entry_points={
+        "console_scripts": [
+            "isaacgymenvs-train=isaacgymenvs.cli:main",  # = python isaacgymenvs/train_play.py
+            "isaacgymenvs-panel=isaacgymenvs.panel.app:main",  # = python isaacgymenvs/checkpoint_control_panel.py
+        ]
+    },
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
@@ -47,6 +54,9 @@ setup(
             "hypothesis>=6.100",
             # drives Debian's chromium (.ci/run installs it) for the web viewer's browser tests
             "playwright>=1.49",
+            # HoloViz Panel, installed beside this project as users' notebook environments have it:
+            # tests/test_panel.py checks both import (our panel is isaacgymenvs.panel, never `panel`)
+            "panel>=1.4",
             *EXPORT,
         ],
     },

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 from isaacgymenvs.config import load_config  # noqa: E402
 from isaacgymenvs.physics import load_model  # noqa: E402
 from isaacgymenvs.physics.cpu_batch import CpuBatchBackend  # noqa: E402
+from isaacgymenvs.tasks import make_task  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
-from isaacgymenvs.trainer.train import make_task  # noqa: E402
 
 BUDGETS = {"Cartpole": 60, "Ant": 900, "Humanoid": 600}
 THRESHOLDS = {"Cartpole": 450.0, "Ant": 2000.0, "Humanoid": 5000.0}

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from isaacgymenvs.config import load_config  # noqa: E402
+from isaacgymenvs.tasks import make_task  # noqa: E402
 from isaacgymenvs.trainer.progress import parse_progress  # noqa: E402
-from isaacgymenvs.trainer.train import make_task  # noqa: E402
 
 DEFAULT_CASES = ["Ant:4096", "Ant:8192", "Ant:16384", "Humanoid:4096"]
 

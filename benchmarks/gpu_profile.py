@@ -50,7 +50,7 @@ def profile(task: str, num_envs: int, epochs: int, device: str, overrides: list[
     step_s: list[float] = []
     epochs_seen: list[tuple[float, float, float, float]] = []  # start, play, update, step
 
-    def synced_step(self, actions):  # noqa: ANN001, ANN202
+    def synced_step(self, actions):
         torch.cuda.synchronize(device)
         start = time.perf_counter()
         out = env_step(self, actions)
@@ -58,7 +58,7 @@ def profile(task: str, num_envs: int, epochs: int, device: str, overrides: list[
         step_s.append(time.perf_counter() - start)
         return out
 
-    def timed_epoch(self):  # noqa: ANN001, ANN202
+    def timed_epoch(self):
         start, before = time.perf_counter(), len(step_s)
         result = train_epoch(self)
         epochs_seen.append((start, result[1], result[2], sum(step_s[before:])))

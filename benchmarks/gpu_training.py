@@ -41,7 +41,7 @@ SETTINGS = {  # num_envs, reward threshold, training budget (s), epochs for the 
 }
 
 
-def run_training(args: list[str], cwd: Path, budget: float, threshold: float | None = None, player=None):  # noqa: ANN001
+def run_training(args: list[str], cwd: Path, budget: float, threshold: float | None = None, player=None):
     """Run the trainer; returns (rows, launch_to_first_epoch_s). Stops at budget or threshold."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, ENTRY, "mode=train", *args], cwd=cwd, env=env,
@@ -66,12 +66,12 @@ def run_training(args: list[str], cwd: Path, budget: float, threshold: float | N
     return rows, (first - launched) if first else float("nan")
 
 
-def rows_rate(rows) -> float:  # noqa: ANN001
+def rows_rate(rows) -> float:
     """Env steps/s of run_training's rows after the first 10% of epochs."""
     return steady_rate([row[1] for row in rows])
 
 
-def start_player(run_dir: str, cwd: Path, pipe: bool = False):  # noqa: ANN201
+def start_player(run_dir: str, cwd: Path, pipe: bool = False):
     """A headless player following the run (its own process group; physics and policy on the CPU)."""
     out = subprocess.PIPE if pipe else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, ENTRY, "mode=play", f"experiment={Path(run_dir).name}",
@@ -108,7 +108,7 @@ def live_watch_interleaved(task: str, common: list[str], epochs: int, cwd: Path)
 def live_watch_ratio(common: list[str], epochs: int, pairs: int, cwd: Path) -> float:
     """Median watched rate over median alone rate, from alternating runs (machine drift cancels)."""
 
-    def rate(save_freq: int, player=None) -> float:  # noqa: ANN001
+    def rate(save_freq: int, player=None) -> float:
         args = [*common, f"max_iterations={epochs}", f"checkpoint_save_freq={save_freq}"]
         return rows_rate(run_training(args, cwd, 600, player=player)[0])
 

@@ -57,7 +57,7 @@ def run_interleaved(
     proc = subprocess.Popen(trainer_cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     player, running, block_start = None, True, None
 
-    def read_player(stream) -> None:  # noqa: ANN001
+    def read_player(stream) -> None:
         for line in stream:
             result.player_output.append(line)
             if line.startswith("Loaded "):

@@ -46,7 +46,7 @@ def output_rate(out: str, skip: float = 0.2) -> float:
     return steady_rate([p.env_steps_per_s for p in parse_output(out)], skip)
 
 
-def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:  # noqa: ANN001
+def train(cmd: list[str], cwd: Path, player=None) -> tuple[str, str]:
     proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, watcher = [], None
     for line in proc.stdout:
@@ -109,7 +109,7 @@ def main() -> None:
             shutil.copy(videos[-1], Path(os.environ["OUT"]) / videos[-1].name)
 
 
-def side_by_side_interleaved(args: argparse.Namespace, cwd: Path, player) -> None:  # noqa: ANN001
+def side_by_side_interleaved(args: argparse.Namespace, cwd: Path, player) -> None:
     """The player frozen and thawed in 10-epoch blocks beside each training; blocks pooled over runs."""
     pooled = Interleaved()
     for run in range(1, args.interleaved_runs + 1):
@@ -128,7 +128,7 @@ def side_cmd(num_envs: int, epochs: int) -> list[str]:
             "sim_device=cuda:0", "rl_device=cuda:0", "checkpoint_save_freq=5"]  # fmt: skip
 
 
-def side_by_side_pairs(args: argparse.Namespace, cwd: Path, player) -> None:  # noqa: ANN001
+def side_by_side_pairs(args: argparse.Namespace, cwd: Path, player) -> None:
     """Alternating trainings alone and with the player; the ratio of the median rates."""
     watched_cmd = side_cmd(args.num_envs, args.side_epochs)
 
@@ -201,7 +201,7 @@ def concurrent_singles(args: argparse.Namespace, cwd: Path) -> None:
     for gpu in (0, 1):
         cmd = [sys.executable, ENTRY, *scaling_common(args), f"sim_device=cuda:{gpu}", f"rl_device=cuda:{gpu}",
                f"experiment=Ant_gpu{gpu}"]  # fmt: skip
-        log = open(cwd / f"concurrent_{gpu}.log", "w+")  # noqa: SIM115
+        log = open(cwd / f"concurrent_{gpu}.log", "w+")
         procs.append((subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=log, stderr=subprocess.STDOUT), log))
     rates = []
     for proc, log in procs:

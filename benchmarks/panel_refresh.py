@@ -35,8 +35,8 @@ def main() -> None:
     from PySide6.QtCore import Slot
     from PySide6.QtWidgets import QApplication
 
-    from panel.catalog import run_info
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.window import PanelWindow
 
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, str(REPO / "isaacgymenvs" / "train_play.py"), "task=Cartpole", "num_envs=32",
@@ -52,7 +52,7 @@ def main() -> None:
             """Times the GUI-thread slot that applies a refresh; the repaint is timed by the caller."""
 
             @Slot(object, object)
-            def show_entries(self, entries, metrics):  # noqa: ANN001, ANN202
+            def show_entries(self, entries, metrics):
                 start = time.perf_counter()
                 super().show_entries(entries, metrics)
                 gui_ms.append(1e3 * (time.perf_counter() - start))

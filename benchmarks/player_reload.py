@@ -99,7 +99,7 @@ def frame_rate(run: protocol.RunDir, seconds: float = 5.0) -> tuple[float, float
     from PySide6.QtWidgets import QApplication
 
     from isaacgymenvs.player.render import MultiEnvRenderer
-    from isaacgymenvs.player.viewer import PlayerWindow
+    from isaacgymenvs.player.window import PlayerWindow
 
     core, cfg = build_core(run, True, 30.0)
     renderer = MultiEnvRenderer(core.task.model, 4, float(cfg.task.env.envSpacing))

@@ -66,7 +66,7 @@ def interleaved_ratio(
     from isaacgymenvs.trainer import publisher, train
 
     class AlternatingObserver(publisher.CheckpointObserver):
-        def after_print_stats(self, frame, epoch_num, total_time):  # noqa: ANN001
+        def after_print_stats(self, frame, epoch_num, total_time):
             if publish and self.is_publisher and (epoch_num // block) % 2 == 1:
                 self.publish()
 
@@ -75,7 +75,7 @@ def interleaved_ratio(
     class EpochClock(AlgoObserver):
         last = None
 
-        def after_print_stats(self, frame, epoch_num, total_time):  # noqa: ANN001
+        def after_print_stats(self, frame, epoch_num, total_time):
             now = time.perf_counter()
             if self.last is not None and epoch_num >= 2 * block:  # the first pair is warm-up
                 times.setdefault(epoch_num // block, []).append(now - self.last)

@@ -112,7 +112,7 @@ class Output:
         self._cond = threading.Condition()
         threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
 
-    def _read(self, stream) -> None:  # noqa: ANN001
+    def _read(self, stream) -> None:
         for line in stream:
             with self._cond:
                 self.lines.append((time.time(), line.rstrip("\n")))
@@ -306,7 +306,7 @@ def carries_scene(payload: bytes | str, decompress: Callable[..., bytes], decode
     raw, packed = int.from_bytes(payload[:8], "little"), int.from_bytes(payload[8:16], "little")
     try:
         messages = decode(decompress(payload[16 : 16 + packed], max_output_size=raw))["messages"]
-    except Exception:  # noqa: BLE001 - an unknown frame is simply not counted as a scene update
+    except Exception:  # an unknown frame is simply not counted as a scene update
         return False
     return any(
         (m.get("type") == "SceneNodeUpdateMessage" and str(m.get("name", "")).startswith("/envs/"))
@@ -318,7 +318,7 @@ def carries_scene(payload: bytes | str, decompress: Callable[..., bytes], decode
 class Tab:
     """One page of the player; optionally timestamps every websocket frame that carries a scene update."""
 
-    def __init__(self, browser, url: str, viewport: tuple[int, int], count_frames: bool) -> None:  # noqa: ANN001
+    def __init__(self, browser, url: str, viewport: tuple[int, int], count_frames: bool) -> None:
         self.scene_frames: list[float] = []
         self.frames: list[float] = []
         self.page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
@@ -440,7 +440,7 @@ def fps_line(label: str, r: dict[str, Any]) -> str:
     )
 
 
-def part_fps(children: Children, browser, train_dir: Path, args: argparse.Namespace, say: Callable) -> dict:  # noqa: ANN001
+def part_fps(children: Children, browser, train_dir: Path, args: argparse.Namespace, say: Callable) -> dict:
     """Frame rates at both viewports on the finished run, then while a trainer trains a newer run."""
     port = free_port()
     player = start_player(children, train_dir, "web", port)
@@ -512,7 +512,7 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def part_latency(children: Children, browser, tmp: Path, args: argparse.Namespace, say: Callable) -> dict:  # noqa: ANN001
+def part_latency(children: Children, browser, tmp: Path, args: argparse.Namespace, say: Callable) -> dict:
     """Publish-to-page latency with checkpoint_save_freq=1 and one tab open."""
     train_dir = tmp / "latency"
     train_dir.mkdir()
@@ -602,7 +602,7 @@ def cpu_window(seconds: float, groups: dict[str, Callable[[], list[psutil.Proces
     return out
 
 
-def part_cpu(children: Children, browser, train_dir: Path, args: argparse.Namespace, say: Callable) -> dict:  # noqa: ANN001
+def part_cpu(children: Children, browser, train_dir: Path, args: argparse.Namespace, say: Callable) -> dict:
     """The player's CPU per wall second (no trainer): web without a tab, web with one, the Qt window."""
     results: dict[str, Any] = {}
 
@@ -655,7 +655,7 @@ with connect(sys.argv[1], subprotocols=[f"viser-v{viser.__version__}"], max_size
 """
 
 
-def part_throughput(children: Children, browser, tmp: Path, args: argparse.Namespace, say: Callable) -> dict:  # noqa: ANN001
+def part_throughput(children: Children, browser, tmp: Path, args: argparse.Namespace, say: Callable) -> dict:
     """One trainer; phases alone / web player with a remote tab / with a local chromium tab alternate;
     steps/s per phase and the ratios.
 

@@ -1,4 +1,7 @@
-"""Entry script: `python isaacgymenvs/checkpoint_control_panel.py --experiment=Ant` (logic in panel/)."""
+"""Entry script: `python isaacgymenvs/checkpoint_control_panel.py --experiment=Ant` (logic in isaacgymenvs.panel).
+
+Also installed as `isaacgymenvs-panel` and runnable as `python -m isaacgymenvs.panel`.
+"""
 
 import os
 import sys
@@ -7,7 +10,7 @@ import sys
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from panel.app import main  # noqa: E402
+from isaacgymenvs.panel.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

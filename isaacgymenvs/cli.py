@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from isaacgymenvs import signals
@@ -19,9 +20,20 @@ USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 Every key and its default is in cfg/config.yaml (tasks: cfg/task, PPO: cfg/train)."""
 
 
+def prefer_passive_openmp() -> None:
+    """OMP_WAIT_POLICY=PASSIVE unless the user set it; must run before torch loads libgomp.
+
+    libgomp's threads spin while they wait by default, which made a CPU trainer about 20x slower
+    beside any busy process (a watching player, a browser); passive waiting costs 7-20% when the
+    trainer has the machine to itself. Figures: benchmarks/results_cpu/README.md (OpenMP waiting).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one process of the train-and-watch system; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    prefer_passive_openmp()
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0

@@ -179,7 +179,7 @@ def check_checkpoint_file(cfg: DictConfig) -> None:
 def _needs_full_unpickling(path: Path) -> bool:
     try:
         protocol.torch_load_weights(path)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return protocol.needs_full_unpickling(err)
     return False
 

@@ -56,7 +56,7 @@ class LineFilter:
             self._partial = ""
         self.flush()
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - isatty, encoding, fileno of the real stream
+    def __getattr__(self, name: str):  # isatty, encoding, fileno of the real stream
         return getattr(self.target, name)
 
 

@@ -32,9 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.player.policy import Policy
+from isaacgymenvs.policy import Policy
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
-from isaacgymenvs.tasks import VecTask, task_class
+from isaacgymenvs.tasks import VecTask, make_task
 
 EXPORT_DIR = "exported"
 FORMAT_VERSION = 1
@@ -52,7 +52,7 @@ class ExportedFiles:
     torchscript: Path
     description: Path
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter((self.onnx, self.torchscript, self.description))
 
 
@@ -131,7 +131,7 @@ def run_config(run: RunDir) -> DictConfig:
     try:
         saved = OmegaConf.load(run.config_file)
         saved.task.name, saved.train.params  # noqa: B018 - both sections must be there
-    except Exception as err:  # noqa: BLE001 - missing, unreadable, not YAML, not ours: one message
+    except Exception as err:  # missing, unreadable, not YAML, not ours: one message
         raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
     return saved
 
@@ -339,7 +339,7 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     """Export `checkpoint` (a .pth of `run`) into `<run>/exported/`; UserError on bad input."""
     require_exporter()
     saved = run_config(run)
-    task = task_class(str(saved.task.name))(saved.task, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0)
+    task = make_task(saved, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0, compile_task=False)
     info, size, sha256 = load_source(checkpoint, task)
     train_params = OmegaConf.to_container(saved.train, resolve=True)
     with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer they make

@@ -63,3 +63,31 @@ def exit_within(code: int, grace_s: float | None = None) -> None:
     timer = threading.Timer(grace_s, force)
     timer.daemon = True
     timer.start()
+
+
+class StopOnSignal:
+    """Ctrl+C, SIGTERM or SIGHUP end the loop between steps instead of raising wherever the process is.
+
+    A KeyboardInterrupt raised inside a frame write makes imageio-ffmpeg kill ffmpeg, which leaves
+    the clip being recorded without its index and unreadable.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._request) for s in STOP_SIGNALS}
+        return self
+
+    def _request(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)

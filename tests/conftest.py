@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def cli_env(**changes: str | None) -> dict[str, str]:
     return env
 
 
-def spawn(command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:  # noqa: ANN003
+def spawn(command: list[str], cwd: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """Popen in a new session (so its children can be killed with it), killed at the test's end."""
     popen.setdefault("text", True)
     proc = subprocess.Popen(command, cwd=cwd, env=env or cli_env(), start_new_session=True, **popen)
@@ -129,7 +130,7 @@ class Lines:
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
 
-    def _pump(self, stream) -> None:  # noqa: ANN001
+    def _pump(self, stream) -> None:
         for line in stream:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
@@ -159,3 +160,46 @@ class Lines:
             if text in line:
                 return line
         raise AssertionError(f"no line with {text!r} within {timeout} s; output:\n" + "\n".join(self.seen[-30:]))
+
+
+# --- builders shared by the protocol, player and panel tests ------------------------------------
+
+
+def call_with_timeout(fn, timeout: float = 5.0):
+    """fn() in a daemon thread; fails the test if it blocks (a FIFO opened for reading would)."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as err:
+            result["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{fn} blocked for more than {timeout} s"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def good_model() -> dict:
+    """The smallest rl_games model state dict that fits Cartpole (4 observations, 1 action)."""
+    import torch
+
+    return {
+        "running_mean_std.running_mean": torch.zeros(4),
+        "running_mean_std.running_var": torch.ones(4),
+        "a2c_network.mu.weight": torch.zeros(1, 8),
+    }
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A fresh Cartpole run directory with one (non-checkpoint) file, nn/a.pth."""
+    from isaacgymenvs import protocol
+
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    (run.nn / "a.pth").write_bytes(b"x")
+    return run

@@ -19,7 +19,7 @@ BLOCKED = ("rl_games", "isaacgymenvs.player", "isaacgymenvs.trainer", "isaacgyme
 
 
 class RefuseImports(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, name, path, target=None):
         if any(name == b or name.startswith(b + ".") for b in BLOCKED):
             raise ImportError(f"{name} may not be imported by the plain loop")
         return None

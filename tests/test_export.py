@@ -44,7 +44,7 @@ def player_policy(run: protocol.RunDir, checkpoint: Path):
     """The player's own objects for `checkpoint`: its Policy, loaded through the protocol module."""
     from omegaconf import OmegaConf
 
-    from isaacgymenvs.player.policy import Policy
+    from isaacgymenvs.policy import Policy
     from isaacgymenvs.tasks import TASKS
 
     saved = OmegaConf.load(run.config_file)
@@ -284,7 +284,7 @@ def test_latest_replaced_while_exporting_is_described_by_the_bytes_that_were_exp
     shutil.copy(next(run.nn.glob("last_Ant_ep_5_*.pth")), older)
     real_load, loads = protocol.load_checkpoint, []
 
-    def load_then_trainer_publishes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def load_then_trainer_publishes(*args, **kwargs):
         loads.append(real_load(*args, **kwargs))
         if len(loads) == 1:
             os.replace(older, run.latest_checkpoint)  # as the publisher's atomic replace
@@ -317,8 +317,8 @@ def test_a_checkpoint_saved_on_a_gpu_exports_the_same_policy(ant_copy, monkeypat
 @pytest.mark.slow
 def test_panel_export_button_writes_the_files_of_the_selected_checkpoint(qtbot, ant_copy):
     pytest.importorskip("pytestqt")
-    from panel.catalog import run_info
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.window import PanelWindow
 
     _, run, _ = ant_copy
     periodic = next(run.nn.glob("last_Ant_ep_10_*.pth"))

@@ -15,12 +15,12 @@ import torch
 from rl_games.torch_runner import Runner
 
 from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
 from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
-from isaacgymenvs.trainer.train import make_task
 
 RTOL, ATOL = 1e-5, 1e-6
 

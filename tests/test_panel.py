@@ -35,7 +35,7 @@ def cartpole_run(tmp_path_factory):
 
 
 def test_catalog_lists_newest_first_with_labels_and_marks_bad_files(cartpole_run):
-    from panel.catalog import CheckpointCatalog, run_info
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, run_info
 
     _, run = cartpole_run
     # mtimes decide the order, not names (ep_99 vs ep_1000 would sort wrongly as strings)
@@ -56,7 +56,7 @@ def test_catalog_lists_newest_first_with_labels_and_marks_bad_files(cartpole_run
 
 
 def test_player_summary_reports_stale_heartbeat(cartpole_run):
-    from panel.catalog import player_summary
+    from isaacgymenvs.panel.catalog import player_summary
 
     _, run = cartpole_run
     protocol.write_status(run, {"phase": "loaded", "checkpoint": "latest.pth", "epoch": 6})
@@ -71,8 +71,8 @@ def wait_for_entries(qtbot, window, n):
 
 
 def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp_path):
-    from panel.catalog import run_info
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.window import PanelWindow
 
     _, run = cartpole_run
     protocol.state_file(run).unlink(missing_ok=True)
@@ -122,8 +122,8 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
 
 
 def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
-    from panel.catalog import RunInfo
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.catalog import RunInfo
+    from isaacgymenvs.panel.window import PanelWindow
 
     run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
     window = PanelWindow(run, RunInfo("Cartpole", 4, 1))
@@ -169,3 +169,35 @@ def test_manual_and_auto_with_a_real_player(cartpole_run):
         player.send_signal(signal.SIGINT)
         out, _ = player.communicate(timeout=60)
     assert player.returncode == 0 and "Traceback" not in out
+
+
+HOLOVIZ_BESIDE = """
+import pathlib, sys, time
+import panel as holoviz
+assert hasattr(holoviz, "extension"), f"`import panel` found {holoviz.__file__}, not HoloViz Panel"
+from PySide6.QtWidgets import QApplication
+from isaacgymenvs import protocol
+from isaacgymenvs.panel.catalog import run_info
+from isaacgymenvs.panel.window import PanelWindow
+app = QApplication([])
+run = protocol.RunDir(pathlib.Path(sys.argv[1]))
+window = PanelWindow(run, run_info(run))
+window.show()
+deadline = time.monotonic() + 30
+while len(window.table_model.entries) < 4 and time.monotonic() < deadline:
+    app.processEvents()
+    time.sleep(0.01)
+entries = len(window.table_model.entries)
+window.close()  # stops the panel's worker threads
+print(holoviz.__version__, entries)
+"""
+
+
+def test_holoviz_panel_installed_beside_us_imports_and_our_panel_works(cartpole_run, tmp_path):
+    """`panel` is HoloViz's import name; ours is isaacgymenvs.panel, so both live in one environment
+    (run from a neutral folder: only what is installed is importable)."""
+    _, run = cartpole_run
+    result = run_command([sys.executable, "-c", HOLOVIZ_BESIDE, str(run.root)], cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    version, entries = result.stdout.split()[-2:]
+    assert int(entries) >= 4 and version[0].isdigit()

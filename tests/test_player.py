@@ -1,4 +1,4 @@
-"""The player: experiment resolution, state-file fuzzing, bad checkpoints, live reload, screenshot."""
+"""The player: following runs, state-file fuzzing through the follower, bad checkpoints, live reload, screenshot."""
 
 from __future__ import annotations
 
@@ -16,59 +16,8 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import CheckpointRejected
 from tests.conftest import Lines, cli_env, run_cli, spawn, start_cli
-
-# --- experiment resolution ---------------------------------------------------------------------
-
-
-def make_runs(tmp_path, *names):
-    for name in names:
-        (tmp_path / name / "nn").mkdir(parents=True)
-    return tmp_path
-
-
-def test_exact_and_newest_partial_match_by_timestamp_not_by_name(tmp_path):
-    runs = make_runs(tmp_path, "Ant_b_2026-01-01_00-00-00", "Ant_a_2026-06-01_00-00-00", "Cartpole_2026-07-01_00-00-00")
-    assert protocol.resolve_experiment(runs, "Ant").name == "Ant_a_2026-06-01_00-00-00"
-    assert protocol.resolve_experiment(runs, "Ant_b_2026-01-01_00-00-00").name == "Ant_b_2026-01-01_00-00-00"
-    assert protocol.resolve_experiment(runs, "Cart").name == "Cartpole_2026-07-01_00-00-00"
-
-
-def test_experiment_missing_or_unmatched_is_one_sentence(tmp_path):
-    runs = make_runs(tmp_path, "Ant_2026-01-01_00-00-00")
-    with pytest.raises(UserError, match=r"needs experiment=.*most recent runs: Ant_2026-01-01_00-00-00"):
-        protocol.resolve_experiment(runs, "")
-    with pytest.raises(UserError, match=r"No run .* matches experiment=Dog; candidates: Ant_2026"):
-        protocol.resolve_experiment(runs, "Dog")
-
-
-def test_matching_prefers_the_trainers_prefix_then_starts_with_then_any_case(tmp_path):
-    runs = make_runs(tmp_path, "AntWatch_2026-09-01_00-00-00", "Ant_2026-01-01_00-00-00",
-                     "my_ant_experiment_2026-10-01_00-00-00", "ant_lower_2026-08-01_00-00-00")  # fmt: skip
-    # experiment=Ant trains Ant_<time>: that run wins over the newer AntWatch_ one.
-    match = protocol.match_experiment(runs, "Ant")
-    assert (match.run.name, match.how) == ("Ant_2026-01-01_00-00-00", "prefix")
-    assert sorted(r.name for r in match.others) == [
-        "AntWatch_2026-09-01_00-00-00", "ant_lower_2026-08-01_00-00-00", "my_ant_experiment_2026-10-01_00-00-00"
-    ]  # fmt: skip
-    assert match.describe("Ant").startswith(
-        "run Ant_2026-01-01_00-00-00 (newest run named Ant_<time>; 3 other runs matched: "
-    )
-    assert protocol.match_experiment(runs, "AntW").run.name == "AntWatch_2026-09-01_00-00-00"
-    # Case-sensitive first: 'ant' picks ant_lower over the newer AntWatch_ and my_ant_experiment_.
-    match = protocol.match_experiment(runs, "ant")
-    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with")
-    match = protocol.match_experiment(runs, "antw")
-    assert (match.run.name, match.how) == ("AntWatch_2026-09-01_00-00-00", "starts with (any case)")
-    match = protocol.match_experiment(runs, "ANT_L")
-    assert (match.run.name, match.how) == ("ant_lower_2026-08-01_00-00-00", "starts with (any case)")
-    match = protocol.match_experiment(runs, "EXPERIMENT")
-    assert (match.run.name, match.how, match.others) == ("my_ant_experiment_2026-10-01_00-00-00",
-                                                         "contains (any case)", ())  # fmt: skip
-    assert "0 other runs matched)" in match.describe("EXPERIMENT")
-    assert protocol.match_experiment(runs, "Ant_2026-01-01_00-00-00").exact
 
 
 def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp_path):
@@ -104,21 +53,6 @@ def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp
 
 
 # --- state file ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def run(tmp_path):
-    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
-    (run.nn / "a.pth").write_bytes(b"x")
-    return run
-
-
-def test_state_file_round_trip_and_seq(run):
-    assert protocol.read_state(run) == (None, None)
-    first = protocol.write_state(run, "manual", "nn/a.pth")
-    assert protocol.read_state(run) == (first, None) and first.seq == 1
-    second = protocol.write_state(run, "auto")
-    assert second.seq == 2 and protocol.read_state(run)[0].checkpoint is None
 
 
 def hostile_state_files(rng: random.Random, outside: Path) -> list[bytes]:
@@ -383,7 +317,7 @@ def test_window_screenshot_shows_the_robots(trained_runs, tmp_path):
     from PySide6.QtWidgets import QApplication
 
     from isaacgymenvs.player.render import MultiEnvRenderer
-    from isaacgymenvs.player.viewer import PlayerWindow
+    from isaacgymenvs.player.window import PlayerWindow
 
     _, runs = trained_runs
     core, _, cfg = build_core(runs["Ant"], num_envs=4)
@@ -467,7 +401,7 @@ def test_waiting_window_says_what_it_waits_for_in_a_box_as_wide_as_its_text(qtbo
     import numpy as np
 
     from isaacgymenvs.player.runs import RunFinder
-    from isaacgymenvs.player.viewer import WaitingWindow
+    from isaacgymenvs.player.window import WaitingWindow
 
     experiment = "Ant_with_a_rather_long_experiment_name_that_makes_the_line_wider_than_the_old_box"
     window = WaitingWindow(RunFinder("runs", experiment))
@@ -536,7 +470,7 @@ def test_q_moves_the_camera_up_and_e_down_as_in_the_seed():
     pytest.importorskip("PySide6")
     from PySide6.QtCore import Qt
 
-    from isaacgymenvs.player.viewer import MOVE_KEYS
+    from isaacgymenvs.player.window import MOVE_KEYS
 
     assert MOVE_KEYS[Qt.Key_Q] == (0, 0, 1) and MOVE_KEYS[Qt.Key_E] == (0, 0, -1)
 
@@ -550,13 +484,16 @@ def test_evaluation_scores_the_checkpoint_from_the_first_step(trained_runs, make
 
     _, runs = trained_runs
     run = runs["Ant"]
-    real_load = protocol.load_checkpoint
+    real_load, slow_loads = protocol.load_checkpoint, []
 
-    def slow_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_load(*args, **kwargs):
+        slow_loads.append(args[0])
         time.sleep(0.3)  # a large checkpoint, a slow disk
         return real_load(*args, **kwargs)
 
+    # where the follower's loads look it up: the package, and the checkpoints module (load_checkpoint_in_run)
     monkeypatch.setattr(follower.protocol, "load_checkpoint", slow_load)
+    monkeypatch.setattr(follower.protocol.checkpoints, "load_checkpoint", slow_load)
     cfg = with_run_config(make_cfg("Ant", "mode=play", "num_envs=2"), run, task_given=True)
     core = build_core(cfg, run, use_events=False, log=lambda _: None)
     loaded_at_step = []
@@ -567,4 +504,4 @@ def test_evaluation_scores_the_checkpoint_from_the_first_step(trained_runs, make
         run_headless(core, games_num=1, eval_dir=run.root / "eval")
     finally:
         core.follower.stop()
-    assert loaded_at_step and all(loaded_at_step)
+    assert slow_loads and loaded_at_step and all(loaded_at_step)

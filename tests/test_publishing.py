@@ -64,7 +64,7 @@ def test_write_failure_keeps_previous_and_warns(run, monkeypatch, capsys):
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(protocol.os, "fsync", disk_full)
+    monkeypatch.setattr(protocol.files.os, "fsync", disk_full)
     publisher.submit(*snapshot(2))
     publisher.flush()
     monkeypatch.undo()
@@ -216,7 +216,7 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
                 epochs.add(torch.load(paths[0], weights_only=True)["epoch"])
                 loads += 1
                 time.sleep(0.02)  # read often, but leave the 2-core machine to the trainer
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 failures.append(repr(err))
 
     reader = threading.Thread(target=read_loop, daemon=True)
@@ -269,14 +269,14 @@ def test_training_goes_on_when_publishing_fails(make_cfg, tmp_path, monkeypatch,
     # disk for those stops training with one sentence, tested in test_hostile_live.py).
     atomic_write = protocol.atomic_write
 
-    def disk_full_for_latest(path, write):  # noqa: ANN001, ANN202
-        def write_then_fail(tmp):  # noqa: ANN001, ANN202
+    def disk_full_for_latest(path, write):
+        def write_then_fail(tmp):
             write(tmp)
             raise OSError(errno.ENOSPC, "No space left on device")
 
         return atomic_write(path, write_then_fail if path.name.startswith("latest.") else write)
 
-    monkeypatch.setattr(protocol, "atomic_write", disk_full_for_latest)
+    monkeypatch.setattr(protocol.publishing, "atomic_write", disk_full_for_latest)  # publish_latest's own
     _, run = train_in_process(make_cfg, tmp_path, "max_iterations=5", "checkpoint_save_freq=1")
     out = capsys.readouterr()
     assert "epoch 5/5" in out.out  # every epoch trained

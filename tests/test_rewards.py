@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from isaacgymenvs.physics import PhysicsState
-from isaacgymenvs.trainer.train import make_task
+from isaacgymenvs.tasks import make_task
 
 
 def quat_z(angle: float) -> list[float]:

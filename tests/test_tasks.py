@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isaacgymenvs.tasks import TASKS
-from isaacgymenvs.trainer.train import make_task
+from isaacgymenvs.tasks import TASKS, make_task
 
 EXPECTED = {"Ant": (60, 8), "Humanoid": (108, 21), "Cartpole": (4, 1)}
 

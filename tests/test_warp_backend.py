@@ -183,7 +183,7 @@ def test_agrees_with_cpu_backend(name, elliptic):
 @on_gpu
 def test_ant_task_on_gpu():
     from isaacgymenvs.config import load_config
-    from isaacgymenvs.trainer.train import make_task
+    from isaacgymenvs.tasks import make_task
 
     task = make_task(load_config(["task=Ant", "sim_device=cuda:0", "rl_device=cuda:0", "num_envs=64"]))
     assert isinstance(task.physics, WarpBackend)

@@ -151,8 +151,8 @@ def ant_run(tmp_path):
 
 
 def test_panel_lists_newest_first_marks_unloadable_and_writes_through_the_protocol(server, ant_run):
-    from panel.catalog import run_info
-    from panel.web import NO_SELECTION, WebPanel
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.web import NO_SELECTION, WebPanel
 
     protocol.write_state(ant_run, protocol.MODE_MANUAL, "nn/latest.pth")  # left by an earlier session
     panel = WebPanel(server, ant_run, run_info(ant_run))
@@ -217,14 +217,14 @@ def browser():
 class Page:
     """A tab on the player's page; every request that is not to this machine is refused and recorded."""
 
-    def __init__(self, browser, url: str) -> None:  # noqa: ANN001
+    def __init__(self, browser, url: str) -> None:
         self.context = browser.new_context(viewport={"width": 1100, "height": 800})
         self.page = self.context.new_page()
         self.external: list[str] = []
         self.page.route("**/*", self._route)
         self.page.goto(url)
 
-    def _route(self, route) -> None:  # noqa: ANN001
+    def _route(self, route) -> None:
         url = route.request.url
         if url.startswith(("data:", "blob:")) or urlparse(url).hostname in ("127.0.0.1", "localhost"):
             route.continue_()
@@ -302,7 +302,7 @@ def test_page_shows_the_robots_and_the_epochs_the_trainer_publishes(browser, liv
         live["trainer"].wait(timeout=60)
 
 
-def pick_option(page, pattern: str) -> str:  # noqa: ANN001
+def pick_option(page, pattern: str) -> str:
     """Open the checkpoint dropdown and choose the first option matching `pattern`; its text."""
     page.get_by_role("combobox", name="Checkpoint").click()
     option = page.get_by_role("option").filter(has_text=re.compile(pattern)).first
@@ -403,8 +403,8 @@ def test_a_busy_port_stops_the_player_with_one_sentence(tmp_path):
 
 def test_panel_export_button_writes_the_selected_checkpoints_files(server, ant_run):
     pytest.importorskip("onnxruntime")
-    from panel.catalog import run_info
-    from panel.web import WebPanel
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.web import WebPanel
 
     panel = WebPanel(server, ant_run, run_info(ant_run))
     try:
@@ -427,9 +427,9 @@ def test_qt_panel_and_page_panel_open_together_agree(qtbot, server, ant_run):
     """Each writes the state file through the protocol; each shows what the other chose."""
     from PySide6.QtCore import Qt
 
-    from panel.catalog import run_info
-    from panel.web import WebPanel
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.catalog import run_info
+    from isaacgymenvs.panel.web import WebPanel
+    from isaacgymenvs.panel.window import PanelWindow
 
     info = run_info(ant_run)
     window = PanelWindow(ant_run, info)

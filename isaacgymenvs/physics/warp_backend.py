@@ -65,7 +65,7 @@ def _check_worlds(
 ):
     """failed[w] = non-finite (or huge) qpos/qvel; OR world w's buffer-overflow bits into the flag."""
     w = wp.tid()
-    bad = bool(False)  # noqa: UP018 - Warp needs a constructor for a variable reassigned in loops
+    bad = bool(False)  # Warp needs a constructor for a variable reassigned in loops
     for i in range(qpos.shape[1]):
         x = qpos[w, i]
         if not wp.isfinite(x) or wp.abs(x) > MAX_STATE_VALUE:

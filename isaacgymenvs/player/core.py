@@ -1,4 +1,4 @@
-"""The GUI-free simulate/reload loop body shared by the window, the web page and headless play."""
+"""The GUI-free simulate/reload step shared by every front end (player/loop.py drives it)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import deque
 import torch
 
 from isaacgymenvs.player.follower import CheckpointFollower
-from isaacgymenvs.player.policy import Policy
+from isaacgymenvs.policy import Policy
 from isaacgymenvs.tasks import VecTask
 
 
@@ -32,7 +32,7 @@ class PlayerCore:
             return False
         try:
             self.policy.load({k: v.to(self.policy.device) for k, v in info.model.items()}, probe_obs=self.obs)
-        except Exception as err:  # noqa: BLE001 - any refusal keeps the current policy, with a reason
+        except Exception as err:  # any refusal keeps the current policy, with a reason
             self.follower.apply_failed(info, str(err).strip().splitlines()[0][:200] or type(err).__name__)
             return False
         self.follower.applied(info)
@@ -78,47 +78,3 @@ class PlayerCore:
         live = "  ".join(f"{r:.0f}" for r in self.returns.tolist()[:8])
         last = "  ".join("-" if math.isnan(r) else f"{r:.0f}" for r in self.last_returns[:8])
         return [*head, f"episode returns now: {live}", f"last episode returns: {last}"]
-
-
-MAX_STEPS_PER_FRAME = 4
-
-
-class RealTimePacer:
-    """Keeps a front end's core at wall-clock time (the window and the web page share it).
-
-    Each `advance()` runs the control steps that are due, at most MAX_STEPS_PER_FRAME; a front end
-    too slow for real time drops the rest of the backlog instead of spiralling, and says so
-    (`behind`). `frame_shown()` counts the frames the front end drew or sent in the last second.
-    """
-
-    def __init__(self, core: PlayerCore) -> None:
-        self.core = core
-        self.start = time.perf_counter() - core.steps * core.task.dt  # pace from where the core is
-        self.behind = 0
-        self.frame_times: list[float] = []
-
-    def advance(self) -> bool:
-        """Step to now; True when at least one step ran (there is a new frame to show)."""
-        core, dt = self.core, self.core.task.dt
-        due = int((time.perf_counter() - self.start) / dt) - core.steps
-        for _ in range(min(max(due, 0), MAX_STEPS_PER_FRAME)):
-            core.step()
-        self.behind = max(due - MAX_STEPS_PER_FRAME, 0)
-        if self.behind:
-            self.start += self.behind * dt
-        return due > 0
-
-    def seconds_to_next_step(self) -> float:
-        return self.start + (self.core.steps + 1) * self.core.task.dt - time.perf_counter()
-
-    def frame_shown(self) -> None:
-        now = time.perf_counter()
-        self.frame_times = [t for t in self.frame_times if now - t < 1.0] + [now]
-
-    @property
-    def fps(self) -> int:
-        return len(self.frame_times)
-
-    @property
-    def slow_note(self) -> str:
-        return "  (slower than real time)" if self.behind else ""

@@ -70,7 +70,7 @@ class CheckpointFollower:
         reload_interval: float,
         initial_checkpoint: Path | None = None,
         use_events: bool = True,
-        log=print,  # noqa: ANN001
+        log=print,
     ) -> None:
         self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
         self.reload_interval = reload_interval
@@ -238,7 +238,7 @@ class CheckpointFollower:
                 "(enable_control_panel=True) or delete that file."
             )
 
-    def _guarded(self, step) -> None:  # noqa: ANN001
+    def _guarded(self, step) -> None:
         """Run one step of the loop; an unforeseen exception is reported, never the end of the thread.
 
         The protocol functions refuse bad input with a reason, so this is the last line: a bug or
@@ -246,7 +246,7 @@ class CheckpointFollower:
         """
         try:
             step()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             reason = f"internal error while following ({type(err).__name__}: {protocol.first_line(err)})"
             with self._lock:
                 self.phase, self.error = "failed", reason

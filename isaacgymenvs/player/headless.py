@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import signal
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -12,8 +10,9 @@ from pathlib import Path
 
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.render import MultiEnvRenderer
-from isaacgymenvs.signals import STOP_SIGNALS, StopRequested
+from isaacgymenvs.signals import StopOnSignal, StopRequested
 
 
 def policy_tag(core: PlayerCore) -> str:
@@ -76,34 +75,6 @@ def write_returns(path: Path, returns: list[float]) -> None:
         writer.writerows(enumerate(returns, 1))
 
 
-class StopOnSignal:
-    """Ctrl+C, SIGTERM or SIGHUP end the loop between steps instead of raising wherever the process is.
-
-    A KeyboardInterrupt raised inside a frame write makes imageio-ffmpeg kill ffmpeg, which leaves
-    the clip being recorded without its index and unreadable.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self) -> StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._request) for s in STOP_SIGNALS}
-        return self
-
-    def _request(self, signum, frame) -> None:  # noqa: ANN001
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-
-
 def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
     """Evaluation scores the checkpoint, not the zero actions a player takes while it loads.
 
@@ -115,6 +86,26 @@ def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
         if follower.phase == "failed" and follower.loaded is None:
             raise UserError(f"Cannot evaluate: {follower.error}.")
         time.sleep(0.005)
+
+
+class HeadlessLoop(PlayerLoop):
+    """No window: records clips when given a recorder, and ends an evaluation once `games_num`
+    episodes have finished (stepping as fast as it can instead of in real time)."""
+
+    hud_seconds = None
+
+    def __init__(
+        self, core: PlayerCore, games_num: int, recorder: ClipRecorder | None, switch: Callable[[], bool]
+    ) -> None:
+        super().__init__(core, switch, real_time=games_num <= 0)
+        self.games_num, self.recorder = games_num, recorder
+
+    def after_step(self) -> None:
+        if self.recorder is not None:
+            self.recorder.add(self.core)
+
+    def finished(self) -> bool:
+        return 0 < self.games_num <= len(self.core.finished_returns)
 
 
 def run_headless(
@@ -130,28 +121,19 @@ def run_headless(
     Returns the CSV of episode returns when evaluating. A stop signal ends the loop after the
     current step, closes the clip being recorded, and raises StopRequested (a KeyboardInterrupt).
     """
-    dt = core.task.dt
+    loop = HeadlessLoop(core, games_num, recorder, switch)
     try:
-        with StopOnSignal() as stop:
-            if games_num > 0:
+        if games_num > 0:
+            with StopOnSignal() as stop:
                 wait_for_policy(core, stop)
-            start = time.perf_counter()
-            while not stop.requested:
-                if switch():
-                    return None
-                core.step()
-                if recorder is not None:
-                    recorder.add(core)
-                if games_num > 0:
-                    if len(core.finished_returns) >= games_num:
-                        path = eval_dir / f"returns_{policy_tag(core)}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
-                        write_returns(path, list(core.finished_returns)[:games_num])
-                        return path
-                    continue
-                ahead = start + core.steps * dt - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
-        raise StopRequested(stop.signum)
+            if stop.requested:
+                raise StopRequested(stop.signum)
+        loop.run()
     finally:
         if recorder is not None:
             recorder.close()
+    if not loop.finished():
+        return None  # a newer run to show
+    path = eval_dir / f"returns_{policy_tag(core)}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
+    write_returns(path, list(core.finished_returns)[:games_num])
+    return path

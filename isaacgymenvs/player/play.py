@@ -45,11 +45,11 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
     return cfg
 
 
-def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print) -> PlayerCore:  # noqa: ANN001
+def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print) -> PlayerCore:
     """Task, policy and checkpoint follower of a player for `run` (cfg already has the run's config)."""
     from isaacgymenvs.player.follower import CheckpointFollower
-    from isaacgymenvs.player.policy import Policy
-    from isaacgymenvs.trainer.train import make_task
+    from isaacgymenvs.policy import Policy
+    from isaacgymenvs.tasks import make_task
 
     task = make_task(cfg)
     train_params = OmegaConf.to_container(cfg.train, resolve=True)
@@ -127,7 +127,7 @@ def wait_for_run(finder: RunFinder, windowed: bool, web: WebViewer | None = None
         web.announce("Waiting in the page")
         return web.wait_for_run(finder)
     if windowed:
-        from isaacgymenvs.player.viewer import wait_in_window
+        from isaacgymenvs.player.window import wait_in_window
 
         return wait_in_window(finder)
     return finder.wait()
@@ -164,7 +164,7 @@ def play_run(
             web.announce(f"Watching {run.name}")
             web.show(core, cfg, run, switch)
         elif windowed:
-            from isaacgymenvs.player.viewer import run_window
+            from isaacgymenvs.player.window import run_window
 
             run_window(core, cfg, run, switch)
         else:
@@ -202,7 +202,7 @@ def start_control_panel(run: RunDir, train_dir: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script), f"--experiment={run.name}", f"--train_dir={train_dir}"])
 
 
-def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool]) -> None:  # noqa: ANN001
+def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool]) -> None:
     from isaacgymenvs.player.headless import ClipRecorder, run_headless
     from isaacgymenvs.player.render import MultiEnvRenderer
 

@@ -41,7 +41,7 @@ def software_gl() -> bool:
         from OpenGL import GL
 
         name = (GL.glGetString(GL.GL_RENDERER) or b"").decode(errors="replace").lower()
-    except Exception:  # noqa: BLE001 - no PyOpenGL or no context: assume hardware
+    except Exception:  # no PyOpenGL or no context: assume hardware
         return False
     return "llvmpipe" in name or "softpipe" in name or "software" in name
 

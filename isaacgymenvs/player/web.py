@@ -17,20 +17,18 @@ import html
 import io
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from omegaconf import DictConfig
 
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.player.core import PlayerCore, RealTimePacer
-from isaacgymenvs.player.headless import StopOnSignal
+from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices
 from isaacgymenvs.protocol import RunDir, RunMatch
-from isaacgymenvs.signals import StopRequested
+from isaacgymenvs.signals import StopOnSignal, StopRequested
 
-HUD_SECONDS = 0.25
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -112,8 +110,8 @@ class WebViewer:
 
     def show(self, core: PlayerCore, cfg: DictConfig, run: RunDir, switch: Callable[[], bool]) -> None:
         """Serve `run` until a stop signal (raises StopRequested) or `switch()` (returns)."""
-        from panel.catalog import RunInfo
-        from panel.web import WebPanel
+        from isaacgymenvs.panel.catalog import RunInfo
+        from isaacgymenvs.panel.web import WebPanel
 
         model, spacing = core.task.model, float(cfg.task.env.envSpacing)
         scene = WebScene(self.server, model, core.task.num_envs, spacing, cfg.render_quality == "high")
@@ -121,7 +119,7 @@ class WebViewer:
         info = RunInfo(cfg.task.name, core.task.num_obs, core.task.num_actions)
         panel = WebPanel(self.server, run, info)
         try:
-            StreamLoop(core, scene, controls, self).run(switch)
+            StreamLoop(core, scene, controls, self, switch).run()
         finally:
             panel.stop()
             self.server.scene.reset()
@@ -136,7 +134,7 @@ class WebViewer:
 class PlayerControls:
     """Camera follow mode, reload now, reset envs: the window's F, R and Backspace keys as widgets."""
 
-    def __init__(self, server, core: PlayerCore, scene: WebScene) -> None:  # noqa: ANN001
+    def __init__(self, server, core: PlayerCore, scene: WebScene) -> None:
         self.reset_requested = threading.Event()
         gui = server.gui
         self.folder = gui.add_folder("Camera and player", order=1000)  # below the panel
@@ -150,7 +148,7 @@ class PlayerControls:
             gui.add_markdown("Drag: rotate. Right-drag: pan. Wheel: zoom. WASD: move, Q/E: down/up, arrows: turn.")
 
         @self.follow.on_update
-        def _(_) -> None:  # noqa: ANN001
+        def _(_) -> None:
             scene.follow = self.follow.value
 
         self.quality.on_update(lambda _: scene.set_high_quality(self.quality.value))
@@ -158,37 +156,27 @@ class PlayerControls:
         self.reset.on_click(lambda _: self.reset_requested.set())  # done by the loop, between steps
 
 
-class StreamLoop:
-    """Real-time paced stepping (the window's pacer: up to 4 control steps per frame when behind) and
-    one scene update per frame; the HUD text every 0.25 s, and at once for a new policy."""
+class StreamLoop(PlayerLoop):
+    """The page's front end: one scene update per frame (real-time paced, up to 4 control steps per
+    frame when behind), the HUD every 0.25 s and at once for a new policy, and the Reset button's
+    request done between steps."""
 
-    def __init__(self, core: PlayerCore, scene: WebScene, controls: PlayerControls, viewer: WebViewer) -> None:
-        self.core, self.scene, self.controls, self.viewer = core, scene, controls, viewer
-        self.pacer = RealTimePacer(core)
+    def __init__(
+        self, core: PlayerCore, scene: WebScene, controls: PlayerControls, viewer: WebViewer, switch: Callable[[], bool]
+    ) -> None:
+        super().__init__(core, switch)
+        self.scene, self.controls, self.viewer = scene, controls, viewer
 
-    def run(self, switch: Callable[[], bool]) -> None:
-        core, pacer = self.core, self.pacer
-        next_hud = 0.0
-        shown = core.follower.loaded
-        with StopOnSignal() as stop:
-            while not stop.requested:
-                if switch():
-                    return
-                if self.controls.reset_requested.is_set():
-                    self.controls.reset_requested.clear()
-                    core.reset_envs()
-                if pacer.advance():
-                    self.scene.update(core.task.physics.state().qpos.cpu().numpy())
-                    pacer.frame_shown()
-                now = time.perf_counter()
-                if now >= next_hud or core.follower.loaded is not shown:  # a new policy: say so at once
-                    shown = core.follower.loaded
-                    self.viewer.show_lines(self.hud_lines())
-                    next_hud = now + HUD_SECONDS
-                ahead = pacer.seconds_to_next_step()
-                if ahead > 0:
-                    time.sleep(ahead)
-        raise StopRequested(stop.signum)
+    def before_steps(self) -> None:
+        if self.controls.reset_requested.is_set():
+            self.controls.reset_requested.clear()
+            self.core.reset_envs()
 
-    def hud_lines(self) -> list[str]:
-        return [*self.core.hud_lines(), f"{self.pacer.fps} fps streamed{self.pacer.slow_note}  {self.scene.follow}"]
+    def show_frame(self) -> None:
+        self.scene.update(self.core.task.physics.state().qpos.cpu().numpy())
+
+    def show_hud(self, lines: list[str]) -> None:
+        self.viewer.show_lines(lines)
+
+    def status_line(self) -> str:
+        return f"{self.pacer.fps} fps streamed{self.pacer.slow_note}  {self.scene.follow}"

@@ -2,11 +2,11 @@
 
 Each moving body becomes one batched mesh with an instance per env, so a frame is a handful of
 pose arrays, whatever the number of envs. Primitive geoms (all our tasks use) are tessellated
-coarsely here, in the MJCF's colours: in a browser without a GPU (SwiftShader) mjviser's
-2,050-vertex capsules held the page at 2 fps; these ~150-vertex ones draw ~27 fps without the floor
-and 14-16 with it (an empty viser scene: ~28). Mesh and heightfield geoms go through mjviser's conversion. mjviser's
-viewer class is not used: it owns the simulation loop and stacks all worlds on one spot, while the
-player steps its own core and lays the envs on the window's grid (render.grid_offsets).
+coarsely here, in the MJCF's colours: mjviser's finely tessellated capsules are too heavy for a
+browser without a GPU (SwiftShader); draw rates in benchmarks/results_cpu/README.md (web page).
+Mesh and heightfield geoms go through mjviser's conversion. mjviser's viewer class is not used: it
+owns the simulation loop and stacks all worlds on one spot, while the player steps its own core
+and lays the envs on the window's grid (render.grid_offsets).
 
 Shadows and the environment map ("high" quality) cost a software-rendered page most of its frame
 rate, so they are a switch in the page, on by default only with render_quality=high.
@@ -114,7 +114,7 @@ def floor_colours(model: mujoco.MjModel, geom: int) -> tuple[tuple[int, int, int
 class WebScene:
     """Moving bodies of every env, the floor, and the camera-follow shift; `update(qpos)` per frame."""
 
-    def __init__(  # noqa: ANN001
+    def __init__(
         self, server, model: mujoco.MjModel, num_envs: int, spacing: float, high_quality: bool = False
     ) -> None:
         self.server, self.model = server, model
@@ -146,7 +146,7 @@ class WebScene:
         self._set_initial_camera()
 
     def set_high_quality(self, on: bool) -> None:
-        """Shadows and image-based lighting (a GPU browser draws them easily; SwiftShader at ~8 fps)."""
+        """Shadows and image-based lighting: easy for a GPU browser, slow in software WebGL."""
         self.high_quality = on
         self.server.scene.configure_default_lights(True, cast_shadow=on)
         self.server.scene.configure_environment_map("warehouse" if on else None, environment_intensity=0.8)

@@ -1,6 +1,14 @@
-"""The task registry: one name -> one VecTask class. An unknown name lists the known ones."""
+"""The task registry and factory: one name -> one VecTask class; `make_task` builds one from a config.
+
+The one place a task is constructed (trainer, player, export, benchmarks), like IsaacGymEnvs'
+`isaacgymenvs.make`. An unknown name lists the known ones.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
 
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.tasks.cartpole import Cartpole
@@ -16,3 +24,27 @@ def task_class(name: str) -> type[VecTask]:
         return TASKS[name]
     except KeyError:
         raise UserError(f"Unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}.") from None
+
+
+TASK_KEYS = ("num_envs", "sim_device", "rl_device", "seed", "compile_task")
+
+
+def make_task(cfg: DictConfig, rank: int = 0, **overrides: Any) -> VecTask:
+    """The task of `cfg.task`, with cfg's num_envs, sim_device, rl_device, seed and compile_task.
+
+    Keywords replace those keys (export builds one CPU env of a saved run: `num_envs=1,
+    sim_device="cpu", ...`), and a key given as a keyword is never read from `cfg`. Seeds are
+    offset by `rank` so that GPUs under torchrun explore differently.
+    """
+    unknown = sorted(set(overrides) - set(TASK_KEYS))
+    if unknown:
+        raise TypeError(f"make_task() got unexpected keys {unknown}; it takes {TASK_KEYS}")
+    keys = {key: overrides[key] if key in overrides else cfg[key] for key in TASK_KEYS}
+    return task_class(str(cfg.task.name))(
+        cfg.task,
+        num_envs=int(keys["num_envs"]),
+        sim_device=str(keys["sim_device"]),
+        rl_device=str(keys["rl_device"]),
+        seed=int(keys["seed"]) + rank,
+        compile_math=bool(keys["compile_task"]),
+    )

@@ -22,17 +22,17 @@ class MultiObserver(AlgoObserver):
         super().__init__()
         self.observers = observers
 
-    def _each(self, hook: str, *args) -> None:  # noqa: ANN002
+    def _each(self, hook: str, *args) -> None:
         for observer in self.observers:
             getattr(observer, hook)(*args)
 
-    def before_init(self, base_name, config, experiment_name) -> None:  # noqa: ANN001
+    def before_init(self, base_name, config, experiment_name) -> None:
         self._each("before_init", base_name, config, experiment_name)
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         self._each("after_init", algo)
 
-    def process_infos(self, infos, done_indices) -> None:  # noqa: ANN001
+    def process_infos(self, infos, done_indices) -> None:
         self._each("process_infos", infos, done_indices)
 
     def after_steps(self) -> None:
@@ -41,7 +41,7 @@ class MultiObserver(AlgoObserver):
     def after_clear_stats(self) -> None:
         self._each("after_clear_stats")
 
-    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:
         self._each("after_print_stats", frame, epoch_num, total_time)
 
 
@@ -52,7 +52,7 @@ class ProgressObserver(AlgoObserver):
         super().__init__()
         self.algo = None
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         self.algo = algo
         self.start = self.last_time = time.perf_counter()
         self.start_frame = self.last_frame = self.start_epoch = None
@@ -64,7 +64,7 @@ class ProgressObserver(AlgoObserver):
             self.start_frame = self.last_frame = self.algo.frame
             self.start_epoch = self.algo.epoch_num - 1
 
-    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:
         if self.start_epoch is None:  # an agent that never calls after_steps: count from here
             self.after_steps()
         now, algo = time.perf_counter(), self.algo
@@ -92,10 +92,10 @@ class RewardTermsObserver(AlgoObserver):
         self.sums: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         self.algo = algo
 
-    def process_infos(self, infos, done_indices) -> None:  # noqa: ANN001
+    def process_infos(self, infos, done_indices) -> None:
         finished = infos.get("episode_terms") if isinstance(infos, dict) else None
         if finished is None:
             return
@@ -106,7 +106,7 @@ class RewardTermsObserver(AlgoObserver):
             self.sums += finished.term_sums
             self.count += finished.count
 
-    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:
         if self.sums is None:
             return
         *sums, count = torch.cat([self.sums.float(), self.count.reshape(1).float()]).tolist()
@@ -120,11 +120,11 @@ class RewardTermsObserver(AlgoObserver):
 class WandbObserver(AlgoObserver):
     """Start a Weights & Biases run that mirrors the TensorBoard scalars."""
 
-    def __init__(self, cfg) -> None:  # noqa: ANN001
+    def __init__(self, cfg) -> None:
         super().__init__()
         self.cfg = cfg
 
-    def before_init(self, base_name, config, experiment_name) -> None:  # noqa: ANN001
+    def before_init(self, base_name, config, experiment_name) -> None:
         import wandb
         from omegaconf import OmegaConf
 
@@ -142,14 +142,14 @@ class WandbObserver(AlgoObserver):
 class MetricsObserver(AlgoObserver):
     """Append epoch, frame and mean episode reward to <run>/metrics.csv (the panel's reward curve)."""
 
-    def __init__(self, run) -> None:  # noqa: ANN001
+    def __init__(self, run) -> None:
         super().__init__()
         self.run = run
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         self.algo = algo
 
-    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:
         from isaacgymenvs import protocol
 
         rewards = self.algo.game_rewards

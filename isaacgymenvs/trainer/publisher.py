@@ -148,7 +148,7 @@ class CheckpointPublisher:
                 self._pending, self._busy = None, True
             try:
                 self._write(state, metadata)
-            except BaseException as err:  # noqa: BLE001 - the writer thread must outlive any one publish
+            except BaseException as err:  # the writer thread must outlive any one publish
                 self.failures += 1
                 print(f"Warning: publishing failed unexpectedly ({protocol.first_line(err)}).", file=sys.stderr)
             finally:
@@ -173,7 +173,7 @@ class CheckpointPublisher:
             # torch.save onto a path uses torch's C++ file writer, not Python-level write calls.
             protocol.publish_latest(self.run, lambda path: torch.save(checkpoint, str(path)), metadata)
             self.published += 1
-        except Exception as err:  # noqa: BLE001 - torch.save reports a full disk as RuntimeError, not OSError
+        except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
             self.failures += 1
             print(
                 f"Warning: could not publish {self.run.latest_checkpoint} ({protocol.first_line(err)}); "
@@ -209,7 +209,7 @@ class CheckpointObserver(AlgoObserver):
             "config_hash": protocol.config_hash(cfg),
         }
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         self.algo = algo
         info = algo.env_info
         self.static_metadata["num_obs"] = int(info["observation_space"].shape[0])
@@ -222,7 +222,7 @@ class CheckpointObserver(AlgoObserver):
     def after_steps(self) -> None:
         self.updating = True  # the rollout is done; this epoch's PPO update starts changing the weights
 
-    def after_print_stats(self, frame, epoch_num, total_time) -> None:  # noqa: ANN001
+    def after_print_stats(self, frame, epoch_num, total_time) -> None:
         self.updating, self.completed_epoch = False, int(epoch_num)
         if self.is_publisher and epoch_num % self.freq == 0:
             self.publish()

@@ -19,10 +19,10 @@ class RlGamesVecEnv(IVecEnv):
     def __init__(self, task: VecTask) -> None:
         self.task = task
 
-    def step(self, actions):  # noqa: ANN001, ANN201 - rl_games' signature
+    def step(self, actions):  # rl_games' signature
         return self.task.step(actions)
 
-    def reset(self):  # noqa: ANN201
+    def reset(self):
         return self.task.reset()
 
     def get_number_of_agents(self) -> int:

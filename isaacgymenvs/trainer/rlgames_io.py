@@ -32,13 +32,13 @@ def weights_only_loader(trust: bool) -> Callable[[str], Any]:
         if trust:
             try:
                 return full_unpickle(filename)
-            except Exception as err:  # noqa: BLE001 - torn or not a checkpoint: one sentence, not a traceback
+            except Exception as err:  # torn or not a checkpoint: one sentence, not a traceback
                 reason = protocol.first_line(err)
                 raise UserError(f"checkpoint={filename} is torn or not a checkpoint ({reason}).") from None
         print(f"=> loading checkpoint '{filename}' (weights only)", flush=True)
         try:
             state = protocol.torch_load_weights(filename)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             if protocol.needs_full_unpickling(err):
                 raise UserError(
                     f"checkpoint={filename} needs full unpickling, which can run code from the file; "
@@ -66,7 +66,7 @@ def atomic_saver(fn: str, state: Any) -> None:
     print(f"=> saving checkpoint '{path}'", flush=True)
     try:
         protocol.atomic_write(path, lambda tmp: torch.save(state, str(tmp)))
-    except Exception as err:  # noqa: BLE001 - torch.save reports a full disk as RuntimeError
+    except Exception as err:  # torch.save reports a full disk as RuntimeError
         raise RunFailed(
             f"Training stopped: could not save {path} ({protocol.first_line(err)}); "
             "free some space and resume with checkpoint=<a .pth file of this run>."

@@ -13,7 +13,7 @@ from rl_games.common.algo_observer import AlgoObserver
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol import RunDir
-from isaacgymenvs.tasks import VecTask, task_class
+from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.observers import (
     MetricsObserver,
@@ -26,18 +26,6 @@ from isaacgymenvs.trainer.publisher import CheckpointObserver, CheckpointPublish
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
 from isaacgymenvs.trainer.rlgames_io import guard_summary_writer, safe_rlgames_io
-
-
-def make_task(cfg: DictConfig, rank: int = 0) -> VecTask:
-    """The configured task; seeds are offset by rank so that GPUs explore differently."""
-    return task_class(cfg.task.name)(
-        cfg.task,
-        num_envs=cfg.num_envs,
-        sim_device=cfg.sim_device,
-        rl_device=cfg.rl_device,
-        seed=int(cfg.seed) + rank,
-        compile_math=bool(cfg.compile_task),
-    )
 
 
 def logging_observers(cfg: DictConfig) -> list:
@@ -88,7 +76,7 @@ def open_run_for_writing(cfg: DictConfig) -> tuple[RunDir, object]:
 class SummaryWriterGuard(AlgoObserver):
     """After rl_games made its TensorBoard writer, make it drop summaries instead of hanging training."""
 
-    def after_init(self, algo) -> None:  # noqa: ANN001
+    def after_init(self, algo) -> None:
         writer = getattr(algo, "writer", None)
         if writer is not None and not guard_summary_writer(writer):
             print("Warning: TensorBoard writer not recognised; a full disk could stall training.", flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 ALGO_NAME = "graphed_a2c_continuous"
 
 
-def register(runner) -> None:  # noqa: ANN001 - rl_games' Runner
+def register(runner) -> None:  # rl_games' Runner
     """Add the agent (and rl_games' own continuous player for it) to a Runner, as IsaacGymEnvs adds AMP."""
     from rl_games.algos_torch.players import PpoPlayerContinuous
 

@@ -15,10 +15,9 @@ changes is how an epoch runs on the device:
   that picks its rows from a device-side counter, so there is no `.item()` per minibatch.
 - values leave the device once per epoch (losses, KL, learning rate, episode means).
 
-On the CPU the same step functions run eagerly (nothing to capture there); the tests compare them
-with the stock agent on the CPU. Multi-GPU: gradients and the minibatch KL travel in one
-all-reduce between two graphs, and every rank computes the same learning rate from the averaged
-KL (rl_games broadcasts rank 0's instead).
+On the CPU the same step functions run eagerly (nothing to capture there); the tests compare them with the
+stock agent on the CPU. Multi-GPU: gradients and the minibatch KL travel in one all-reduce between two
+graphs, and every rank computes the same learning rate from the averaged KL (rl_games broadcasts rank 0's).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The player's window (PySide6): a thin layer over PlayerCore and MultiEnvRenderer.
+"""The player's Qt window (PySide6): a thin front end of the player loop (loop.py) with MultiEnvRenderer.
 
 Mouse: left-drag rotate, middle-drag pan, wheel zoom. Keys: W/S forward/back, A/D left/right,
 Q up, E down, F cycle the camera (all robots, each robot, free), R reload the checkpoint now,
@@ -16,7 +16,8 @@ from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
-from isaacgymenvs.player.core import PlayerCore, RealTimePacer
+from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.loop import PlayerLoop, RealTimePacer
 from isaacgymenvs.player.render import MultiEnvRenderer
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.protocol import RunDir, RunMatch
@@ -28,59 +29,84 @@ MOVE_KEYS = {
 }  # fmt: skip
 
 
+CONTROLS_HELP = (
+    "drag: rotate / middle: pan / wheel: zoom  WASD move  Q up  E down  F camera  R reload  Backspace reset  Esc quit"
+)
+
+
+class WindowLoop(PlayerLoop):
+    """The window's front end of the player loop: renders a frame and hands it and the HUD to Qt."""
+
+    def __init__(
+        self, core: PlayerCore, renderer: MultiEnvRenderer, window: PlayerWindow, switch: Callable[[], bool]
+    ) -> None:
+        super().__init__(core, switch)
+        self.renderer, self.window = renderer, window
+
+    def show_frame(self) -> None:
+        rgb = self.renderer.render(self.core.task.physics.state().qpos.cpu().numpy())
+        # From bytes, then detached: QImage over a borrowed buffer has had refcount bugs in PySide6.
+        image = QImage(rgb.tobytes(), rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
+        self.window.show_image(image)
+
+    def show_hud(self, lines: list[str]) -> None:
+        self.window.hud = lines
+        self.window.update()
+
+    def status_line(self) -> str:
+        return f"{super().status_line()}  {self.renderer.describe_follow()}"
+
+    def hud_lines(self) -> list[str]:
+        return [*super().hud_lines(), CONTROLS_HELP]
+
+
 class PlayerWindow(QWidget):
-    """Shows the envs and a HUD; drives the core from a Qt timer."""
+    """Shows the envs and a HUD; a Qt timer drives the player loop (WindowLoop)."""
 
     def __init__(
         self, core: PlayerCore, renderer: MultiEnvRenderer, title: str, switch: Callable[[], bool] = lambda: False
     ) -> None:
         super().__init__()
-        self.core, self.renderer, self.switch = core, renderer, switch
+        self.core, self.renderer = core, renderer
         self.setWindowTitle(title)
         self.resize(960, 540)  # the rendered image is scaled to the window
         self.setFocusPolicy(Qt.StrongFocus)
         self.image: QImage | None = None
-        self.pacer = RealTimePacer(core)
+        self.loop = WindowLoop(core, renderer, self, switch)
+        self.hud: list[str] = self.loop.hud_lines()
         self.last_mouse: QPoint | None = None
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.tick)
         self.timer.start(1)
 
+    @property
+    def pacer(self) -> RealTimePacer:
+        return self.loop.pacer
+
     def tick(self) -> None:
-        """Advance the simulation to wall-clock time, then draw one frame."""
-        if self.switch():  # a newer matching run started: the caller reopens on it
+        """One turn of the player loop; a newer matching run closes the window (the caller reopens on it)."""
+        if not self.loop.tick():
             self.close()
-            return
-        if not self.pacer.advance():
-            return
-        qpos = self.core.task.physics.state().qpos.cpu().numpy()
-        rgb = self.renderer.render(qpos)
-        # From bytes, then detached: QImage over a borrowed buffer has had refcount bugs in PySide6.
-        self.image = QImage(rgb.tobytes(), rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
-        self.pacer.frame_shown()
+
+    def show_image(self, image: QImage) -> None:
+        self.image = image
         self.update()
 
     def hud_lines(self) -> list[str]:
-        follow = self.renderer.describe_follow()
-        return [
-            *self.core.hud_lines(),
-            f"{self.pacer.fps} fps{self.pacer.slow_note}  {follow}",
-            "drag: rotate / middle: pan / wheel: zoom  WASD move  Q up  E down  F camera  R reload  "
-            "Backspace reset  Esc quit",
-        ]
+        return self.loop.hud_lines()
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def paintEvent(self, event) -> None:  # Qt override
         painter = QPainter(self)
         try:  # every path must end the painter
             if self.image is not None:
                 painter.drawImage(self.rect(), self.image)
             else:
                 painter.fillRect(self.rect(), QColor(30, 40, 55))
-            paint_hud(painter, self.hud_lines())
+            paint_hud(painter, self.hud)
         finally:
             painter.end()
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         if key == Qt.Key_Escape:
             self.close()
@@ -93,10 +119,10 @@ class PlayerWindow(QWidget):
         elif key == Qt.Key_Backspace:
             self.core.reset_envs()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         self.last_mouse = event.position().toPoint()
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position().toPoint()
         if self.last_mouse is None:
             self.last_mouse = pos
@@ -107,7 +133,7 @@ class PlayerWindow(QWidget):
         elif event.buttons() & Qt.MiddleButton:
             self.renderer.pan(dx, dy)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+    def wheelEvent(self, event: QWheelEvent) -> None:
         self.renderer.zoom(event.angleDelta().y() / 120.0)
 
     def save_screenshot(self, path: Path) -> None:
@@ -149,7 +175,7 @@ class WaitingWindow(QWidget):
         if self.found is not None:
             self.close()
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def paintEvent(self, event) -> None:  # Qt override
         painter = QPainter(self)
         try:
             painter.fillRect(self.rect(), QColor(30, 40, 55))
@@ -157,7 +183,7 @@ class WaitingWindow(QWidget):
         finally:
             painter.end()
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key_Escape:
             self.close()
 

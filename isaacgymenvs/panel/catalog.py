@@ -109,7 +109,7 @@ class CheckpointCatalog:
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             problem = f"{path.name} cannot be checked ({type(err).__name__}: {protocol.first_line(err)})"
         named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
         epoch = named_epoch if named_epoch is not None else epoch
@@ -206,6 +206,6 @@ def export_selected(run: RunDir, relative: str) -> tuple[bool, str]:
         files = export_checkpoint(run, path)
     except UserError as err:
         return False, str(err)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return False, f"Export of {relative} failed: {protocol.first_line(err)}"
     return True, f"Exported {path.name} to {files.onnx.parent}: {', '.join(p.name for p in files)}"

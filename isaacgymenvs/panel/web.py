@@ -18,8 +18,7 @@ import time
 import numpy as np
 
 from isaacgymenvs import protocol
-from isaacgymenvs.protocol import RunDir
-from panel.catalog import (
+from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
@@ -30,6 +29,7 @@ from panel.catalog import (
     request_checkpoint,
     status_html,
 )
+from isaacgymenvs.protocol import RunDir
 
 REFRESH_SECONDS = 5.0  # full rescan; Refresh and every write rescan at once
 STATUS_SECONDS = 0.5
@@ -56,7 +56,7 @@ class WebPanel:
     """Mode, the run's checkpoints (newest first), Load/Refresh/Export, the player's current
     checkpoint and the training-reward curve, as viser GUI elements in a folder of the page."""
 
-    def __init__(self, server, run: RunDir, info: RunInfo) -> None:  # noqa: ANN001
+    def __init__(self, server, run: RunDir, info: RunInfo) -> None:
         self.server, self.run = server, run
         self.catalog = CheckpointCatalog(run, info)
         self.entries: dict[str, CheckpointEntry] = {}  # option label -> entry
@@ -166,7 +166,7 @@ class WebPanel:
                     self.scan()
                     next_scan = time.monotonic() + REFRESH_SECONDS
                 self.poll_status()
-            except Exception as err:  # noqa: BLE001 - one bad read must not end the panel's updates
+            except Exception as err:  # one bad read must not end the panel's updates
                 self.show_problem(f"Panel update failed: {protocol.first_line(err)}")
             self._wake.wait(STATUS_SECONDS)
 

@@ -12,7 +12,8 @@ from isaacgymenvs.signals import STOP_SIGNALS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Choose which checkpoint the player shows.")
+    prog = "python -m isaacgymenvs.panel" if sys.argv[0].endswith("__main__.py") else None
+    parser = argparse.ArgumentParser(prog=prog, description="Choose which checkpoint the player shows.")
     parser.add_argument("--experiment", default="", help="run directory name, or part of it (newest match)")
     parser.add_argument("--train_dir", default="runs", help="parent directory of run directories")
     args = parser.parse_args(argv)
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
             "run the panel on a machine with a display (it needs only the run directory), "
             "or use the panel in the player's page (mode=play viewer=web)",
         )
-        from panel.catalog import run_info
+        from isaacgymenvs.panel.catalog import run_info
 
         try:
             info = run_info(run)
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from PySide6.QtWidgets import QApplication
 
-    from panel.window import PanelWindow
+    from isaacgymenvs.panel.window import PanelWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = PanelWindow(run, info)

@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from isaacgymenvs import protocol
-from isaacgymenvs.protocol import RunDir
-from panel.catalog import (
+from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
@@ -38,6 +37,7 @@ from panel.catalog import (
     request_checkpoint,
     status_html,
 )
+from isaacgymenvs.protocol import RunDir
 
 REFRESH_MS = 5000
 STATUS_MS = 500
@@ -63,7 +63,7 @@ class Worker(QObject):
             return
         try:
             entries = self.catalog.scan()
-        except Exception as err:  # noqa: BLE001 - a worker slot that raised would stop all later scans
+        except Exception as err:  # a worker slot that raised would stop all later scans
             self.problem.emit(f"Cannot list checkpoints: {err}")
             return
         self.scanned.emit(entries, protocol.read_metrics(self.run))
@@ -114,18 +114,18 @@ class CheckpointTable(QAbstractTableModel):
         self.entries = entries
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: ANN001, N802, B008
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.entries)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: ANN001, N802, B008
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
         return len(self.HEADERS)
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: ANN001, ANN201, N802
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
         if orientation == Qt.Horizontal and role == Qt.DisplayRole:
             return self.HEADERS[section]
         return None
 
-    def data(self, index, role=Qt.DisplayRole):  # noqa: ANN001, ANN201
+    def data(self, index, role=Qt.DisplayRole):
         e = self.entries[index.row()]
         if role == Qt.DisplayRole:
             col = index.column()
@@ -142,7 +142,7 @@ class CheckpointTable(QAbstractTableModel):
             return QColor(170, 60, 60)
         return None
 
-    def flags(self, index):  # noqa: ANN001, ANN201
+    def flags(self, index):
         if self.entries[index.row()].problem:
             return Qt.ItemIsEnabled  # visible, not selectable
         return Qt.ItemIsEnabled | Qt.ItemIsSelectable
@@ -165,7 +165,7 @@ class RewardCurve(QWidget):
         self.markers = curve_markers(rows, entries)
         self.update()
 
-    def _scale(self):  # noqa: ANN202
+    def _scale(self):
         xs = [r[0] for r in self.rows] + [m[0] for m in self.markers]
         ys = [r[2] for r in self.rows] + [m[1] for m in self.markers]
         x0, x1 = min(xs), max(xs)
@@ -178,7 +178,7 @@ class RewardCurve(QWidget):
 
         return to_px, (x0, x1, y0, y1)
 
-    def paintEvent(self, event) -> None:  # noqa: ANN001, N802
+    def paintEvent(self, event) -> None:
         painter = QPainter(self)
         try:  # every path must end the painter (an active one at the end of a paint crashes Qt)
             self._paint(painter)
@@ -203,7 +203,7 @@ class RewardCurve(QWidget):
             painter.setBrush(QColor(230, 120, 30) if selected else QColor(250, 190, 60))
             painter.drawEllipse(to_px(epoch, reward), 7 if selected else 5, 7 if selected else 5)
 
-    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802
+    def mousePressEvent(self, event) -> None:
         if not self.markers:
             return
         to_px, _ = self._scale()
@@ -322,7 +322,7 @@ class PanelWindow(QWidget):
         window = self
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # noqa: ANN001
+            def on_any_event(self, event) -> None:
                 window.request_debounced_refresh.emit()
 
         self.request_debounced_refresh.connect(self.debounce.start)
@@ -393,7 +393,7 @@ class PanelWindow(QWidget):
         self.setWindowTitle(f"Checkpoints - {self.run.name} ({self.list_summary})")
 
     @Slot(str, object, object)
-    def show_status(self, summary: str, status: dict | None, state) -> None:  # noqa: ANN001
+    def show_status(self, summary: str, status: dict | None, state) -> None:
         mode = state.mode if state else protocol.MODE_AUTO
         self.last_mode = mode
         (self.manual_button if mode == protocol.MODE_MANUAL else self.auto_button).setChecked(True)
@@ -410,7 +410,7 @@ class PanelWindow(QWidget):
     def show_message(self, text: str) -> None:
         self.message.setText(text)
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802
+    def closeEvent(self, event) -> None:
         self.scan_timer.stop()
         self.status_timer.stop()
         self.observer.stop()

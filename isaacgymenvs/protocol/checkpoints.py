@@ -1,0 +1,257 @@
+"""Checkpoints: what a file holds, loaded without running its code and checked before any weight
+is used. Every refusal is one CheckpointRejected sentence."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isaacgymenvs.protocol.files import UnreadableFile, first_line, open_regular_file
+from isaacgymenvs.protocol.publishing import read_manifest
+from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, LATEST_MANIFEST, RunDir, checkpoint_in_run
+
+CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint that loaded safely and fits the expected task and shapes."""
+
+    path: Path
+    model: dict[str, Any]
+    epoch: int | None
+    frame: int | None
+    mean_reward: float | None
+    task: str | None
+
+
+class CheckpointRejected(Exception):
+    """A checkpoint that cannot be used; the message says why in one sentence."""
+
+
+COMPILED_PREFIX = "_orig_mod."
+# rl_games' periodic files: last_<Task>_ep_<N>_rew_<R>.pth, where R is printed from a float or a
+# one-element array (`rew__-10.04_`); the reward of that epoch is only in the name.
+RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e[-+]?\d+)?)_*\.pth$")
+# rl_games' "best so far" value before any episode finished.
+RL_GAMES_NO_REWARD = -1e9
+
+
+def checkpoint_epoch_hint(path: Path) -> int | None:
+    """A checkpoint's epoch without loading it: from rl_games' file name or, for latest.pth, latest.json."""
+    if path.name == LATEST_CHECKPOINT:
+        epoch = (read_manifest(path.with_name(LATEST_MANIFEST)) or {}).get("epoch")
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    return rl_games_name_fields(path.name)[0]
+
+
+def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
+    """(epoch, mean reward) from an rl_games periodic checkpoint's file name; Nones for other names."""
+    named = RL_GAMES_NAME.search(name)
+    if named is None:
+        return None, None
+    try:
+        return int(named["epoch"]), float(named["reward"])
+    except ValueError:
+        return int(named["epoch"]), None
+
+
+def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
+    """The model's state dict with the keys of the uncompiled module.
+
+    rl_games' `torch_compile` wraps the model, so its state dict (and rl_games' own .pth saves)
+    prefix every key with `_orig_mod.`; checkpoints we publish never carry it, and readers accept
+    both.
+    """
+    return {k.removeprefix(COMPILED_PREFIX): v for k, v in model.items()}
+
+
+OBS_MEAN_KEY = "running_mean_std.running_mean"
+POLICY_HEAD_KEY = "a2c_network.mu.weight"
+
+
+def _numeric_numpy_scalar(dtype: object, data: object = None) -> int | float | complex:
+    """Stand-in for numpy's scalar unpickler: numbers only, returned as plain Python numbers.
+
+    rl_games stores `last_mean_rewards` as a numpy float32, which weights_only loading refuses;
+    allowing numpy's own constructor would also allow object-dtype scalars built from raw bytes.
+    """
+    import pickle
+
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise pickle.UnpicklingError(f"a numpy scalar of dtype {str(dtype)[:40]} is not allowed")
+    if len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("a numpy scalar with the wrong number of bytes")
+    return np.frombuffer(data, dtype=dtype, count=1)[0].item()
+
+
+def _numeric_numpy_globals() -> list[Any]:
+    import numpy as np
+
+    dtypes = [
+        getattr(np.dtypes, name)
+        for name in dir(getattr(np, "dtypes", None))
+        if name.endswith("DType") and name not in ("ObjectDType", "VoidDType", "StrDType", "BytesDType")
+    ]
+    scalar = [(_numeric_numpy_scalar, f"{m}.multiarray.scalar") for m in ("numpy.core", "numpy._core")]
+    return [*scalar, np.dtype, *dtypes]
+
+
+def torch_load_weights(source: Any) -> Any:
+    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run."""
+    import torch
+
+    with torch.serialization.safe_globals(_numeric_numpy_globals()):
+        return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def needs_full_unpickling(err: BaseException) -> bool:
+    """Whether a load failed because the file holds objects weights_only loading refuses."""
+    import pickle
+
+    return isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower()
+
+
+def read_checkpoint_dict(path: Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) of a regular file of bounded size; CheckpointRejected otherwise.
+
+    No code from the file runs; a FIFO, a device or a monster file is refused before torch sees it.
+    """
+    try:
+        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES)
+    except FileNotFoundError:
+        raise CheckpointRejected(f"{path.name} does not exist") from None
+    except UnreadableFile as err:
+        raise CheckpointRejected(str(err)) from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            ckpt = torch_load_weights(f)
+    except Exception as err:  # torn zip, EOF, pickle refusal: all one message
+        raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first_line(err)})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+    return ckpt
+
+
+def model_weights(ckpt: dict[str, Any], name: str) -> dict[str, Any]:
+    """The checkpoint's model state dict: string keys (uncompiled names) to tensors."""
+    import torch
+
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointRejected(f"{name} holds no rl_games model weights")
+    if not all(isinstance(k, str) for k in model):
+        raise CheckpointRejected(f"{name} has a model entry whose name is not a string")
+    return plain_model_keys(model)
+
+
+def all_finite(value: Any) -> bool:
+    """No NaN or inf in a float tensor. max(|x|) < inf is false for both (NaN propagates through
+    amax) and measured ~9x faster than isfinite().all() on a Humanoid-sized model (0.14 vs 1.35 ms)."""
+    return value.numel() == 0 or bool(value.detach().abs().amax() < math.inf)
+
+
+def check_finite(model: dict[str, Any], name: str) -> None:
+    """Refuse NaN/inf weights or normalisers (and a negative variance): they would crash sampling."""
+    for key, value in model.items():
+        if (value.is_floating_point() or value.is_complex()) and not all_finite(value):
+            raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]!r}")
+        if key.endswith("running_var") and value.is_floating_point() and bool((value < 0).any()):
+            raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]!r}")
+
+
+def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | None]:
+    """(observations, actions) from the normaliser and policy-head shapes (None where absent)."""
+    obs, mu = model.get(OBS_MEAN_KEY), model.get(POLICY_HEAD_KEY)
+    if obs is not None and obs.dim() != 1:
+        raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {OBS_MEAN_KEY} (expected 1)")
+    if mu is not None and mu.dim() != 2:
+        raise CheckpointRejected(f"{name} has a {mu.dim()}-dimensional {POLICY_HEAD_KEY} (expected 2)")
+    return (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
+
+
+def plain_number(value: object, cast: type) -> Any:
+    """`cast(value)` for a finite int/float (not bool); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        return cast(value)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
+    name = path.name
+    model = model_weights(ckpt, name)
+    meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
+    meta_task = meta.get("task")
+    if meta_task is not None and meta_task != task:
+        raise CheckpointRejected(f"{name} belongs to task {str(meta_task)[:40]}, not {task}")
+    shape = model_sizes(model, name)
+    if shape != (num_obs, num_actions):
+        raise CheckpointRejected(
+            f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
+        )
+    check_finite(model, name)
+
+    def number(key: str, cast: type) -> Any:
+        return plain_number(meta.get(key, ckpt.get(key)), cast)
+
+    return CheckpointInfo(
+        path, model, number("epoch", int), number("frame", int), _reward(path, meta, ckpt),
+        meta_task if isinstance(meta_task, str) else None,
+    )  # fmt: skip
+
+
+def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
+
+    Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
+    only CheckpointRejected, whatever the file holds: a validator that raised anything else would
+    kill the thread calling it (the player's follower, the panel's scan).
+    """
+    return validate_checkpoint(read_checkpoint_dict(path), path, task, num_obs, num_actions)
+
+
+def validate_checkpoint(ckpt: object, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """Check a loaded checkpoint fits the task; raises only CheckpointRejected (one sentence)."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+    try:
+        return _check_fits(ckpt, path, task, num_obs, num_actions)
+    except CheckpointRejected:
+        raise
+    except Exception as err:  # a malformed dict we did not foresee: still one sentence
+        raise CheckpointRejected(f"{path.name} is malformed ({type(err).__name__}: {first_line(err)})") from None
+
+
+def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | None:
+    """The training reward a checkpoint stands for: our metadata, else the one in rl_games' file name,
+    else rl_games' best-so-far (which is the reward of its best file, nn/<Task>.pth)."""
+    for value in (meta.get("mean_reward"), rl_games_name_fields(path.name)[1], ckpt.get("last_mean_rewards")):
+        reward = plain_number(value, float)  # finite numbers only: a hostile file may hold anything
+        if reward is not None and reward > RL_GAMES_NO_REWARD:
+            return reward
+    return None
+
+
+def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+    """`load_checkpoint` of a file that must resolve (symlinks included) inside the run directory."""
+    try:
+        relative = os.path.relpath(path, run.root)
+    except ValueError:
+        relative = str(path)
+    resolved = checkpoint_in_run(run, relative)
+    if resolved is None:
+        raise CheckpointRejected(f"{path.name} leads outside the run directory; it is not read")
+    info = load_checkpoint(resolved, task, num_obs, num_actions)
+    return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)

@@ -1,0 +1,191 @@
+"""Reading and writing the small files processes exchange: bounded, non-blocking, atomic.
+
+Every file under a run may be missing, torn, hand-edited, a FIFO, a link or huge; readers here never
+block, never follow a link in the last component and never read more than they allow. Writers
+replace a file by rename so that readers see the old or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+JSON_MAX_BYTES = 64 * 1024  # state/status/manifest files are a few hundred bytes
+JSON_MAX_DEPTH = 16  # ours are 2 deep; json's recursion would die at ~1000 levels
+
+
+class UnreadableFile(OSError):
+    """A file that is not a regular file, too large or unreadable; the message says which."""
+
+
+def open_regular_file(path: Path, max_bytes: int, follow_links: bool = True) -> int:
+    """A read-only fd of `path` if it is a regular file of at most `max_bytes`, else UnreadableFile.
+
+    O_NONBLOCK: opening a FIFO (or a device) that someone put under a watched name must not block
+    the reader until a writer appears; the fstat afterwards refuses it. Without `follow_links` a
+    symlink in the last component is refused (O_NOFOLLOW): the run's own small files are replaced
+    by rename, never linked, so a link there can only lead somewhere we must not read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        if err.errno == errno.ELOOP and not follow_links:
+            raise UnreadableFile(f"{path.name} is a symbolic link, which is not followed") from None
+        raise UnreadableFile(f"cannot open {path.name} ({err.strerror or err})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFile(f"{path.name} is not a regular file")
+        if st.st_size > max_bytes:
+            raise UnreadableFile(f"{path.name} is {st.st_size} bytes, more than the {max_bytes} allowed")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular, non-symlink file of at most `max_bytes` (FileNotFoundError if absent).
+
+    Never blocks on special files, never follows a link out of the run, and never reads more than
+    `max_bytes` + 1, even if the file grows while it is read.
+    """
+    fd = open_regular_file(path, max_bytes, follow_links=False)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnreadableFile(f"{path.name} grew beyond the {max_bytes} bytes allowed")
+    return data
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of [ and { outside strings: lets a reader refuse deep JSON before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json_object(raw: bytes, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None) or (None, why): bytes from disk to a JSON object, refusing deep nesting first."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, f"{name} is not UTF-8 text"
+    if json_depth(text) > JSON_MAX_DEPTH:
+        return None, f"{name} is nested deeper than {JSON_MAX_DEPTH} levels"
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, f"{name} is not valid JSON"
+    if not isinstance(value, dict):
+        return None, f"{name} is not a JSON object"
+    return value, None
+
+
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None); (None, None) when absent; (None, why) when unusable. Never blocks or raises."""
+    try:
+        raw = read_bounded(path, JSON_MAX_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except UnreadableFile as err:
+        return None, str(err)
+    except OSError as err:
+        return None, f"cannot read {path.name} ({err.strerror or err})"
+    return parse_json_object(raw, path.name)
+
+
+_temp_counter = 0
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Replace `path` with what `write(temp_path)` produces; a reader sees old or new, never a part.
+
+    Temp file in the same directory (so the rename stays on one filesystem), fsync, os.replace,
+    then fsync the directory so that the rename itself survives a crash.
+    """
+    global _temp_counter
+    _temp_counter += 1
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{_temp_counter}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`atomic_write` of a bytes object."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# Temp files are hidden and end in .tmp-<pid>-<n>: no reader's *.pth / *.json pattern matches them.
+TEMP_GLOB = ".*.tmp-*"
+
+
+TEMP_PID_RE = re.compile(r"\.tmp-(?P<pid>\d+)-\d+$")
+# A temp file lives for the milliseconds of one write; one this old has no writer any more, even
+# if its pid (maybe of another host on a shared filesystem) happens to be alive here.
+STALE_TEMP_SECONDS = 600.0
+
+
+def writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # exists but belongs to someone else (or an absurd pid: treat as foreign)
+    return True
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a file."""
+    with open(path, "rb") as f:
+        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type when empty), at most 120 characters."""
+    text = str(err).strip()
+    return text.splitlines()[0][:120] if text else type(err).__name__

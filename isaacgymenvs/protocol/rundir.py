@@ -1,0 +1,225 @@
+"""Run directories: their layout, names, configuration, writer lock and the paths inside them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig, OmegaConf
+
+from isaacgymenvs.errors import UserError
+from isaacgymenvs.protocol.files import (
+    STALE_TEMP_SECONDS,
+    TEMP_GLOB,
+    TEMP_PID_RE,
+    first_line,
+    read_bounded,
+    writer_alive,
+)
+
+FORMAT_VERSION = 1
+LATEST_CHECKPOINT = "latest.pth"
+LATEST_MANIFEST = "latest.json"
+TRAINER_LOCK = ".trainer.lock"
+METRICS_FILE = "metrics.csv"
+METRICS_HEADER = "epoch,frame,mean_reward,wall_time\n"
+
+
+TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
+RUN_NAME_RE = re.compile(r"^(?P<prefix>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run directory."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def nn(self) -> Path:
+        return self.root / "nn"
+
+    @property
+    def summaries(self) -> Path:
+        return self.root / "summaries"
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params"
+
+    @property
+    def config_file(self) -> Path:
+        return self.params / "config.yaml"
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.nn / LATEST_CHECKPOINT
+
+    @property
+    def latest_manifest(self) -> Path:
+        return self.nn / LATEST_MANIFEST
+
+    @property
+    def trainer_lock(self) -> Path:
+        return self.nn / TRAINER_LOCK
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / METRICS_FILE
+
+
+def run_name(prefix: str, when: datetime) -> str:
+    """`<prefix>_<YYYY-MM-DD_HH-MM-SS>`."""
+    return f"{prefix}_{when.strftime(TIMESTAMP_FORMAT)}"
+
+
+def run_timestamp(name: str) -> datetime | None:
+    """The creation time encoded in a run directory name, or None for a foreign name."""
+    match = RUN_NAME_RE.match(name)
+    return datetime.strptime(match["stamp"], TIMESTAMP_FORMAT) if match else None
+
+
+def create_run_dir(train_dir: str | Path, prefix: str, when: datetime | None = None) -> RunDir:
+    """Create a new run directory with its sub-directories; never reuses an existing one.
+
+    Two runs started within the same second get consecutive timestamps rather than sharing a
+    directory.
+    """
+    when = (when or datetime.now()).replace(microsecond=0)
+    parent = Path(train_dir)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        root = parent / run_name(prefix, when)
+        try:
+            root.mkdir()
+            break
+        except FileExistsError:
+            when += timedelta(seconds=1)
+    run = RunDir(root)
+    for sub in (run.nn, run.summaries, run.params):
+        sub.mkdir()
+    return run
+
+
+def write_params(run: RunDir, cfg: DictConfig) -> None:
+    """Save the resolved configuration, so a run can be reproduced and played back."""
+    OmegaConf.save(cfg, run.config_file, resolve=True)
+
+
+CONFIG_MAX_BYTES = 1024 * 1024  # the resolved config is ~10 KB
+
+
+def read_params(run: RunDir) -> DictConfig:
+    """The run's params/config.yaml, read like any file another process wrote: a FIFO or a huge
+    file raises UnreadableFile (never blocks); a missing one FileNotFoundError; bad YAML ValueError."""
+    text = read_bounded(run.config_file, CONFIG_MAX_BYTES).decode("utf-8", "replace")
+    try:
+        cfg = OmegaConf.create(text)
+    except Exception as err:  # yaml and omegaconf raise their own types
+        raise ValueError(f"{run.config_file.name} is not a YAML mapping ({first_line(err)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{run.config_file.name} is not a YAML mapping")
+    return cfg
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 of the resolved configuration: tells whether two checkpoints come from one setup."""
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
+
+
+def acquire_trainer_lock(run: RunDir) -> FileLock:
+    """Hold the run's writer lock for the trainer's lifetime; a second trainer is refused."""
+    lock = FileLock(run.trainer_lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"Run directory {run.root} is already being written by another trainer; stop it first."
+        ) from None
+    return lock
+
+
+def clean_stale_temp_files(run: RunDir, now: float | None = None) -> int:
+    """Remove temp files of dead writers in the run directory and nn/; returns how many.
+
+    Called whenever a run is opened for writing (trainer) or following (player, panel): a killed
+    publisher's temps would otherwise stay forever, since a restarted trainer makes a new run. A
+    temp whose writer still runs on this machine is left alone unless it is hours old.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    for directory in (run.root, run.nn):
+        try:
+            candidates = list(directory.glob(TEMP_GLOB))
+        except OSError:
+            continue
+        for path in candidates:
+            match = TEMP_PID_RE.search(path.name)
+            try:
+                age = now - path.lstat().st_mtime
+                if (match and not writer_alive(int(match["pid"]))) or age > STALE_TEMP_SECONDS:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone already, or not ours to remove
+    return removed
+
+
+EXPERIMENT_MAX_CHARS = 100
+
+
+def check_experiment_name(name: object) -> None:
+    """An experiment is a name (a run-directory prefix or part of a run name), never a path.
+
+    'experiment=../x' would otherwise make or follow a run directory outside train_dir.
+    """
+    if not isinstance(name, str):
+        raise UserError(f"experiment={name} must be a name, e.g. experiment=ant_flat.")
+    bad = "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > EXPERIMENT_MAX_CHARS
+    if bad:
+        raise UserError(
+            f"experiment={name[:EXPERIMENT_MAX_CHARS]!r} must be a name, not a path: at most "
+            f"{EXPERIMENT_MAX_CHARS} characters, no '/' or '\\', not starting with '.'."
+        )
+
+
+MAX_NAME_BYTES = 1024  # a checkpoint path relative to the run; real ones are < 100
+
+
+def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
+    """The .pth file `relative` names inside the run directory, or None if it points elsewhere.
+
+    Rejects non-strings, over-long names, absolute paths, '..' escapes and symlinks leading out of
+    the run. The result is fully resolved, so opening it follows no link.
+    """
+    if not isinstance(relative, str) or not relative or "\x00" in relative or Path(relative).is_absolute():
+        return None
+    if len(relative.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return None
+    root = run.root.resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if path.suffix != ".pth" or not path.is_relative_to(root):
+        return None
+    return path
+
+
+def output_dir_in_run(run: RunDir, name: str) -> Path:
+    """`<run>/<name>` for the player's outputs (videos/, eval/), created if needed; UserError if it
+    is, or leads through, a link out of the run (the player writes nothing outside the run)."""
+    path = run.root / name
+    path.mkdir(exist_ok=True)
+    if not path.resolve().is_relative_to(run.root.resolve()) or not path.is_dir():
+        raise UserError(f"{path} leads outside the run directory; remove it or the link.")
+    return path

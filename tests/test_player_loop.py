@@ -1,0 +1,108 @@
+"""The one player loop every front end runs: its order, real-time pacing, evaluation pace and stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from isaacgymenvs.player.loop import MAX_STEPS_PER_FRAME, PlayerLoop
+from isaacgymenvs.signals import StopRequested
+
+
+class FakeCore:
+    """What the loop uses of PlayerCore: steps, the task's dt, the follower's loaded policy, HUD lines."""
+
+    def __init__(self, dt: float = 0.01) -> None:
+        self.task = SimpleNamespace(dt=dt)
+        self.follower = SimpleNamespace(loaded=None)
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def hud_lines(self) -> list[str]:
+        return [f"step {self.steps}"]
+
+
+class Recording(PlayerLoop):
+    def __init__(self, core, **kwargs) -> None:
+        super().__init__(core, **kwargs)
+        self.calls: list[str] = []
+
+    def before_steps(self) -> None:
+        self.calls.append("before")
+
+    def after_step(self) -> None:
+        self.calls.append("step")
+
+    def show_frame(self) -> None:
+        self.calls.append("frame")
+
+    def show_hud(self, lines: list[str]) -> None:
+        self.calls.append("hud")
+
+
+def test_one_tick_runs_the_due_steps_then_one_frame_then_the_hud():
+    core = FakeCore(dt=0.01)
+    loop = Recording(core)
+    loop.pacer.start -= 0.025  # two steps due
+    assert loop.tick()
+    assert loop.calls == ["before", "step", "step", "frame", "hud"] and core.steps == 2
+    loop.calls.clear()
+    assert loop.tick() and loop.calls == ["before"]  # nothing due: no frame, HUD not yet due again
+
+
+def test_a_new_policy_is_shown_in_the_hud_at_once():
+    core = FakeCore(dt=10.0)
+    loop = Recording(core)
+    loop.tick()
+    loop.calls.clear()
+    core.follower.loaded = object()
+    loop.tick()
+    assert loop.calls == ["before", "hud"]
+
+
+def test_a_slow_front_end_drops_the_backlog_instead_of_spiralling():
+    core = FakeCore(dt=0.001)
+    loop = Recording(core)
+    loop.pacer.start -= 1.0  # a second behind: 1000 steps due
+    loop.tick()
+    assert core.steps == MAX_STEPS_PER_FRAME and loop.pacer.behind > 900
+    assert "slower than real time" in loop.status_line()
+    assert 0 < loop.pacer.seconds_to_next_step() <= 0.001  # paced from now on, not from the backlog
+
+
+def test_evaluation_steps_once_per_tick_without_waiting_and_ends_when_finished():
+    core = FakeCore(dt=100.0)  # real time would wait 100 s per step
+    loop = Recording(core, real_time=False)
+    loop.finished = lambda: core.steps >= 5
+    start = time.perf_counter()
+    loop.run()
+    assert core.steps == 5 and time.perf_counter() - start < 5
+
+
+def test_switch_ends_the_loop_before_any_step():
+    core = FakeCore()
+    loop = Recording(core, switch=lambda: True)
+    loop.run()
+    assert core.steps == 0 and loop.calls == []
+
+
+def test_a_stop_signal_ends_run_between_iterations():
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    core = FakeCore(dt=0.001)
+    loop = Recording(core)
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(StopRequested) as stop:
+        loop.run()
+    timer.join()
+    assert stop.value.signum == signal.SIGTERM and core.steps > 0
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
