@@ -45,12 +45,14 @@ def file_identity(path: Path) -> tuple[int, int, int] | None:
 
 
 class _Events(FileSystemEventHandler):
-    """Wake the follower for changes to checkpoints or the state file (not temp files)."""
+    """Wake the follower for changes to checkpoints or the state file (not temp files, not reads)."""
 
     def __init__(self, wake: threading.Event, dirty: threading.Event) -> None:
         self.wake, self.dirty = wake, dirty
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if not protocol.is_change_event(event.event_type):
+            return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             name = os.path.basename(os.fsdecode(path)) if path else ""
             if name == protocol.STATE_FILE or (name.endswith(".pth") and not name.startswith(".")):
