@@ -279,7 +279,6 @@ def test_player_reloads_while_the_trainer_publishes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_player_started_first_waits_then_follows_and_moves_to_a_newer_run(tmp_path):
     # Two terminals opened in the natural order: the player first, then the trainer; later a rerun.
     player = start_cli("mode=play", "experiment=Cart", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
@@ -535,3 +534,13 @@ def test_an_idle_follower_with_a_state_file_does_not_spin(run, monkeypatch):
 def test_only_events_that_change_a_file_wake_a_watcher():
     assert all(protocol.is_change_event(t) for t in ("created", "modified", "moved", "deleted", "closed"))
     assert not any(protocol.is_change_event(t) for t in ("opened", "closed_no_write", "attrib"))
+
+
+def test_a_player_with_defaults_says_where_its_physics_and_policy_run(tmp_path):
+    player = start_cli("mode=play", "experiment=nothing_yet", "headless=True", cwd=tmp_path)
+    lines = Lines(player)
+    line = lines.wait_for("Player physics", 60)
+    assert line.startswith("Player physics and policy on the CPU (4 envs")
+    lines.wait_for("Waiting for a run matching 'nothing_yet'", 30)
+    player.send_signal(signal.SIGINT)
+    assert player.wait(timeout=30) == 0

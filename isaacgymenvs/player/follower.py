@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ class CheckpointFollower:
         self._dead_status_at = 0.0
         self._death_reported = False
         self._iteration_error: str | None = None
+        self.status_extra: Callable[[], dict[str, Any]] = dict  # more status fields (the core's progress)
         self.shown = self.target()  # what the follower last decided to show (read by the HUD)
 
     # --- called from the render loop -------------------------------------------------------
@@ -323,6 +325,7 @@ class CheckpointFollower:
             "error": self.error,
             "state_file_warning": self.state_warning,
             "follower_alive": self._thread.is_alive() and not self._stop.is_set(),
+            **self.status_extra(),
         }
 
     def _write_status(self) -> None:
