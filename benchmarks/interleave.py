@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class Interleaved:
     off: list[float] = field(default_factory=list)
     player_output: list[str] = field(default_factory=list)
     trainer_output: list[str] = field(default_factory=list)
+    tail_epochs: tuple[int, int] | None = None  # first and last epoch of the thawed tail, if any
+    tail_seconds: tuple[float, float] | None = None  # wall clock (time.time) at those epochs
 
     @property
     def ratio(self) -> float:
@@ -50,12 +53,20 @@ def run_interleaved(
     env: dict[str, str],
     start_player: Callable[[Path], subprocess.Popen],
     block: int = 10,
+    blocks: int | None = None,
+    tail: int = 0,
+    on_tail: Callable[[str], None] = lambda moment: None,
 ) -> Interleaved:
-    """Train with `trainer_cmd`; the player (started in its own session) is toggled every `block` epochs."""
+    """Train with `trainer_cmd`; the player (started in its own session) is toggled every `block` epochs.
+
+    Without `blocks` the toggling lasts the whole training. With it, after `blocks` blocks the
+    player stays thawed for `tail` more epochs (`on_tail("start")`, `on_tail("end")` mark them: the
+    player must then follow every publish in real time) and the trainer is stopped (SIGINT).
+    """
     result = Interleaved()
     loaded = threading.Event()
     proc = subprocess.Popen(trainer_cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    player, running, block_start = None, True, None
+    player, running, block_start, tail_start, tail_clock, done = None, True, None, None, 0.0, False
 
     def read_player(stream) -> None:
         for line in stream:
@@ -76,9 +87,24 @@ def run_interleaved(
                 block_start = progress.epoch  # the player has its first policy: blocks start here
                 continue
             into_block = progress.epoch - block_start
+            if done:
+                continue
+            if tail_start is not None:
+                if progress.epoch - tail_start >= tail:
+                    result.tail_epochs, result.tail_seconds = (tail_start, progress.epoch), (tail_clock, time.time())
+                    on_tail("end")
+                    proc.send_signal(signal.SIGINT)
+                    done = True  # read the rest of the output
+                continue
             if into_block % block:  # the block's first epoch is the transition: left out
                 (result.on if running else result.off).append(progress.env_steps_per_s)
             if into_block % block == block - 1:
+                if blocks is not None and (into_block + 1) // block >= blocks:
+                    if not running:
+                        os.killpg(player.pid, signal.SIGCONT)
+                    tail_start, tail_clock = progress.epoch, time.time()
+                    on_tail("start")
+                    continue
                 running = not running
                 os.killpg(player.pid, signal.SIGCONT if running else signal.SIGSTOP)
     finally:
@@ -90,6 +116,6 @@ def run_interleaved(
                 player.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 player.kill()
-    if proc.returncode:
+    if proc.returncode and result.tail_epochs is None:
         raise RuntimeError("training failed:\n" + "".join(result.trainer_output[-40:]))
     return result

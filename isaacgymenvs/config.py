@@ -78,6 +78,7 @@ BOOL_KEYS = (
 INT_KEYS = {
     "checkpoint_save_freq": 1, "games_num": 0, "video_length": 1, "play_num_envs": 1,
     "graphics_device_id": 0, "seed": None, "checkpoint_save_freq_gpu": 1, "checkpoint_save_freq_cpu": 1,
+    "player_gpu_min_envs": 1, "player_nice": 0,
 }  # fmt: skip
 # null means "resolve for this machine" (checkpoint_save_freq: per simulation device)
 NULLABLE_KEYS = ("checkpoint_save_freq",)
@@ -91,6 +92,8 @@ UNITS = {
     "checkpoint_save_freq_cpu": "a positive number of epochs",
     "checkpoint_reload_interval": "a number of seconds, at least 0.1",
     "video_fps": "a positive number of frames per second",
+    "player_gpu_min_envs": "a positive number of environments",
+    "player_nice": "a niceness from 0 to 19",
 }  # fmt: skip
 
 
@@ -109,6 +112,8 @@ def check_types(cfg: DictConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
             raise UserError(f"{key}={value} must be {UNITS[key]}.")
+    if cfg.player_nice > 19:
+        raise UserError(f"player_nice={cfg.player_nice} must be {UNITS['player_nice']}.")
     for key, low in MIN_NUMBER_KEYS.items():
         value = cfg[key]
         number = not isinstance(value, bool) and isinstance(value, (int, float))
@@ -194,6 +199,10 @@ def resolve(cfg: DictConfig) -> DictConfig:
         raise UserError(f"Unknown mode '{cfg.mode}'; use mode=train, mode=play or mode=export.")
     if cfg.multi_gpu:
         cfg.sim_device = cfg.rl_device = multi_gpu_device()
+    if cfg.mode == "play":
+        cfg.num_envs = resolve_num_envs(cfg)  # before the devices: a player's 'auto' depends on it
+        cfg.sim_device = resolve_player_device(cfg.sim_device, cfg)
+        cfg.rl_device = resolve_player_device(cfg.rl_device, cfg)
     cfg.sim_device = resolve_device(cfg.sim_device, "sim_device")
     cfg.rl_device = resolve_device(cfg.rl_device, "rl_device")
     cfg.num_envs = resolve_num_envs(cfg)
@@ -264,6 +273,18 @@ def make_device_current(cfg: DictConfig) -> None:
     device = next((d for d in (cfg.sim_device, cfg.rl_device) if str(d).startswith("cuda")), None)
     if device is not None:
         torch.cuda.set_device(torch.device(device))
+
+
+def resolve_player_device(name: str, cfg: DictConfig) -> str:
+    """A player's 'auto' device: the CPU for fewer than player_gpu_min_envs envs, else as for training.
+
+    A player's few envs step far faster than real time on one core, and on the GPU they would take
+    time slices from a trainer beside them (a watching player cost the graphed trainer 23-25% there,
+    benchmarks/results_gpu/watch_cost.md). An explicit device always wins.
+    """
+    if name != "auto" or int(cfg.num_envs) >= int(cfg.player_gpu_min_envs):
+        return name
+    return "cpu"
 
 
 def resolve_device(name: str, key: str) -> str:

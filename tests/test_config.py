@@ -38,6 +38,34 @@ def test_auto_devices_follow_the_machine():
     assert cfg.sim_device == cfg.rl_device == expected
 
 
+def test_a_player_defaults_to_the_cpu_for_a_few_envs_and_explicit_devices_win(monkeypatch):
+    """A watching player's few envs on the GPU took time slices from the trainer beside it."""
+    from isaacgymenvs.player.play import describe_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def devices(*overrides: str) -> tuple[str, str, int]:
+        cfg = load_config(["task=Ant", *overrides])
+        return cfg.sim_device, cfg.rl_device, cfg.num_envs
+
+    assert devices("mode=play") == ("cpu", "cpu", 4)
+    assert devices("mode=play", "num_envs=63") == ("cpu", "cpu", 63)
+    assert devices("mode=play", "num_envs=64") == ("cuda:0", "cuda:0", 64)  # many envs: the GPU engine
+    assert devices("mode=play", "player_gpu_min_envs=2") == ("cuda:0", "cuda:0", 4)
+    assert devices("mode=play", "sim_device=cuda:0") == ("cuda:0", "cpu", 4)  # what the user names wins
+    assert devices("mode=play", "sim_device=cuda:0", "rl_device=cuda:0") == ("cuda:0", "cuda:0", 4)
+    assert devices("mode=train")[:2] == ("cuda:0", "cuda:0")  # training is unchanged
+    line = describe_devices(load_config(["task=Ant", "mode=play"]))
+    assert line == (
+        "Player physics and policy on the CPU (4 envs; the GPU stays the trainer's; "
+        "sim_device=cuda:0 rl_device=cuda:0 moves them there)."
+    )
+    assert describe_devices(load_config(["task=Ant", "mode=play", "num_envs=64"])) == (
+        "Player physics on cuda:0, policy on cuda:0 (64 envs)."
+    )
+
+
 def test_overrides_apply():
     cfg = load_config(["task=Ant", "num_envs=32", "max_iterations=7", "experiment=mine", "sim_device=cpu"])
     assert (cfg.num_envs, cfg.task.env.numEnvs, cfg.max_iterations, cfg.experiment) == (32, 32, 7, "mine")

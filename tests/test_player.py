@@ -279,7 +279,6 @@ def test_player_reloads_while_the_trainer_publishes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_player_started_first_waits_then_follows_and_moves_to_a_newer_run(tmp_path):
     # Two terminals opened in the natural order: the player first, then the trainer; later a rerun.
     player = start_cli("mode=play", "experiment=Cart", "headless=True", "num_envs=2", "checkpoint_reload_interval=1",
@@ -505,3 +504,43 @@ def test_evaluation_scores_the_checkpoint_from_the_first_step(trained_runs, make
     finally:
         core.follower.stop()
     assert slow_loads and loaded_at_step and all(loaded_at_step)
+
+
+def test_an_idle_follower_with_a_state_file_does_not_spin(run, monkeypatch):
+    """Reading the state file raises inotify open/close events; reacting to those made the follower
+    read it ~4,500 times a second (a whole core) once any panel had written it."""
+    import resource
+
+    from isaacgymenvs.player import follower as follower_module
+
+    protocol.write_state(run, "auto")
+    reads, real_read = [], protocol.read_state
+    monkeypatch.setattr(follower_module.protocol, "read_state", lambda r: (reads.append(1), real_read(r))[1])
+    follower = follower_module.CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=True, log=lambda m: None)
+    follower.start()
+    try:
+        time.sleep(1.0)
+        before, count, start = resource.getrusage(resource.RUSAGE_SELF), len(reads), time.monotonic()
+        time.sleep(3.0)
+        after, seconds = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - start
+        cores = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / seconds
+        reads_per_s = (len(reads) - count) / seconds
+    finally:
+        follower.stop()
+    assert reads_per_s < 5, f"{reads_per_s:.0f} state-file reads per second (the poll is 2)"
+    assert cores < 0.05, f"an idle follower used {cores:.2f} cores"
+
+
+def test_only_events_that_change_a_file_wake_a_watcher():
+    assert all(protocol.is_change_event(t) for t in ("created", "modified", "moved", "deleted", "closed"))
+    assert not any(protocol.is_change_event(t) for t in ("opened", "closed_no_write", "attrib"))
+
+
+def test_a_player_with_defaults_says_where_its_physics_and_policy_run(tmp_path):
+    player = start_cli("mode=play", "experiment=nothing_yet", "headless=True", cwd=tmp_path)
+    lines = Lines(player)
+    line = lines.wait_for("Player physics", 60)
+    assert line.startswith("Player physics and policy on the CPU (4 envs")
+    lines.wait_for("Waiting for a run matching 'nothing_yet'", 30)
+    player.send_signal(signal.SIGINT)
+    assert player.wait(timeout=30) == 0

@@ -323,7 +323,8 @@ class PanelWindow(QWidget):
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
-                window.request_debounced_refresh.emit()
+                if protocol.is_change_event(event.event_type):  # not the scan's own reads
+                    window.request_debounced_refresh.emit()
 
         self.request_debounced_refresh.connect(self.debounce.start)
         self.observer = Observer()

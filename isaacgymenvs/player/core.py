@@ -24,6 +24,8 @@ class PlayerCore:
         self.finished_returns: deque[float] = deque(maxlen=100_000)
         self.steps = 0
         self.notice: str | None = None  # e.g. "switched to newer run ...", shown in the HUD
+        # The status file says how far the player has simulated: real time is a checkable claim.
+        follower.status_extra = lambda: {"sim_seconds": round(self.steps * task.dt, 3)}
 
     def apply_ready_weights(self) -> bool:
         """Swap in a checkpoint the follower finished loading; True if the policy changed."""

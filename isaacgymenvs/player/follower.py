@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,14 @@ def file_identity(path: Path) -> tuple[int, int, int] | None:
 
 
 class _Events(FileSystemEventHandler):
-    """Wake the follower for changes to checkpoints or the state file (not temp files)."""
+    """Wake the follower for changes to checkpoints or the state file (not temp files, not reads)."""
 
     def __init__(self, wake: threading.Event, dirty: threading.Event) -> None:
         self.wake, self.dirty = wake, dirty
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if not protocol.is_change_event(event.event_type):
+            return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             name = os.path.basename(os.fsdecode(path)) if path else ""
             if name == protocol.STATE_FILE or (name.endswith(".pth") and not name.startswith(".")):
@@ -103,6 +106,7 @@ class CheckpointFollower:
         self._dead_status_at = 0.0
         self._death_reported = False
         self._iteration_error: str | None = None
+        self.status_extra: Callable[[], dict[str, Any]] = dict  # more status fields (the core's progress)
         self.shown = self.target()  # what the follower last decided to show (read by the HUD)
 
     # --- called from the render loop -------------------------------------------------------
@@ -321,6 +325,7 @@ class CheckpointFollower:
             "error": self.error,
             "state_file_warning": self.state_warning,
             "follower_alive": self._thread.is_alive() and not self._stop.is_set(),
+            **self.status_extra(),
         }
 
     def _write_status(self) -> None:

@@ -96,8 +96,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     if not cfg.experiment:
         protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
-    # A few envs' policy is latency-bound: one thread, leaving the cores to a trainer beside us.
-    torch.set_num_threads(1)
+    yield_to_trainer(int(cfg.player_nice))
+    print(describe_devices(cfg), flush=True)
     finder = RunFinder(cfg.train_dir, cfg.experiment)
     web = None
     try:
@@ -118,6 +118,32 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         finder.stop()
         if web is not None:
             web.close()
+
+
+def yield_to_trainer(nice: int) -> None:
+    """Leave the cores to a trainer beside the player: it must not slow training to watch it.
+
+    The player's work is small but latency-bound: one torch thread, one software-GL (llvmpipe)
+    thread where rendering falls back to the CPU, and a lower CPU priority, so the trainer (and
+    the thread that feeds its GPU) is scheduled first. Figures: benchmarks/results_cpu/watch_cost.txt.
+    """
+    torch.set_num_threads(1)
+    os.environ.setdefault("LP_NUM_THREADS", "1")  # read when Mesa's llvmpipe creates its context
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass  # not allowed here: the default priority is still correct, only less polite
+
+
+def describe_devices(cfg: DictConfig) -> str:
+    """One console line: where the player's physics and policy run, and how to move them."""
+    if cfg.sim_device == cfg.rl_device == "cpu":
+        where = f"Player physics and policy on the CPU ({cfg.num_envs} envs"
+        if torch.cuda.is_available():
+            return f"{where}; the GPU stays the trainer's; sim_device=cuda:0 rl_device=cuda:0 moves them there)."
+        return f"{where})."
+    return f"Player physics on {cfg.sim_device}, policy on {cfg.rl_device} ({cfg.num_envs} envs)."
 
 
 def wait_for_run(finder: RunFinder, windowed: bool, web: WebViewer | None = None) -> RunMatch | None:

@@ -45,6 +45,7 @@ from isaacgymenvs.protocol.experiments import (
     resolve_experiment,
 )
 from isaacgymenvs.protocol.files import (
+    CHANGE_EVENTS,
     JSON_MAX_BYTES,
     JSON_MAX_DEPTH,
     STALE_TEMP_SECONDS,
@@ -56,6 +57,7 @@ from isaacgymenvs.protocol.files import (
     file_digest,
     first_line,
     fsync_dir,
+    is_change_event,
     json_depth,
     open_regular_file,
     parse_json_object,
@@ -111,6 +113,7 @@ from isaacgymenvs.protocol.state import (
 )
 
 __all__ = [
+    "CHANGE_EVENTS",
     "CHECKPOINT_MAX_BYTES",
     "COMPILED_PREFIX",
     "CONFIG_MAX_BYTES",
@@ -160,6 +163,7 @@ __all__ = [
     "file_digest",
     "first_line",
     "fsync_dir",
+    "is_change_event",
     "json_depth",
     "list_runs",
     "load_checkpoint",

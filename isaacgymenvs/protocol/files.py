@@ -189,3 +189,14 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type when empty), at most 120 characters."""
     text = str(err).strip()
     return text.splitlines()[0][:120] if text else type(err).__name__
+
+
+# Filesystem events (watchdog's event types) that change what a name holds. watchdog >= 4 also
+# reports opens and closes without a write: a watcher that reacts to those wakes itself by reading,
+# which made a player read the state file ~4,500 times a second (a whole core).
+CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
+
+
+def is_change_event(event_type: str) -> bool:
+    """Whether a watchdog event of this type can mean new content (not a mere read)."""
+    return event_type in CHANGE_EVENTS
