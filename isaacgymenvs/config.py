@@ -280,7 +280,7 @@ def resolve_player_device(name: str, cfg: DictConfig) -> str:
 
     A player's few envs step far faster than real time on one core, and on the GPU they would take
     time slices from a trainer beside them (a watching player cost the graphed trainer 23-25% there,
-    benchmarks/results_gpu/watch_cost.md). An explicit device always wins.
+    benchmarks/results_gpu/s7_watch_cost.txt). An explicit device always wins.
     """
     if name != "auto" or int(cfg.num_envs) >= int(cfg.player_gpu_min_envs):
         return name

@@ -125,7 +125,8 @@ def yield_to_trainer(nice: int) -> None:
 
     The player's work is small but latency-bound: one torch thread, one software-GL (llvmpipe)
     thread where rendering falls back to the CPU, and a lower CPU priority, so the trainer (and
-    the thread that feeds its GPU) is scheduled first. Figures: benchmarks/results_cpu/watch_cost.txt.
+    the thread that feeds its GPU) is scheduled first.
+    Figures: benchmarks/results_cpu/watch_cost.txt, benchmarks/results_gpu/s7_watch_cost.txt.
     """
     torch.set_num_threads(1)
     os.environ.setdefault("LP_NUM_THREADS", "1")  # read when Mesa's llvmpipe creates its context
