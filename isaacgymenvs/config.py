@@ -232,6 +232,8 @@ def resolve(cfg: DictConfig) -> DictConfig:
         )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
+    if cfg.render_device not in ("auto", "cpu", "gpu"):
+        raise UserError(f"render_device={cfg.render_device} must be auto, cpu or gpu.")
     check_viewer(cfg)
     if cfg.checkpoint_save_freq is None:
         cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)
