@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.tasks import task_class
+from isaacgymenvs.tasks import check_task_name
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 MODES = ("train", "play", "export")
@@ -29,7 +29,7 @@ def load_config(overrides: list[str]) -> DictConfig:
     """Compose cfg/config.yaml with command-line overrides (`key=value`) and resolve it."""
     for item in overrides:
         if item.startswith("task="):
-            task_class(item.split("=", 1)[1])  # an unknown task fails here with the known list
+            check_task_name(item.split("=", 1)[1])  # an unknown task fails here with the known list
     try:
         with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -297,3 +299,19 @@ def test_rl_games_debug_prints_are_dropped_line_by_line(capsys):
     assert capsys.readouterr().out == (
         "epoch 1/2 | ours\nWARNING: Max epochs reached before any env terminated at least once\n"
     )
+
+
+def test_mujoco_is_not_imported_before_the_player_chooses_where_it_draws():
+    """libglvnd picks the EGL vendor when mujoco's EGL module loads: later, render_device could not
+    move drawing off the GPU (measured on the H200: __EGL_VENDOR_LIBRARY_FILENAMES set after the
+    import still drew on the NVIDIA GPU)."""
+    code = (
+        "import sys\n"
+        "from isaacgymenvs.config import load_config\n"
+        "load_config(['task=Ant', 'mode=play', 'video=True', 'headless=True'])\n"
+        "import isaacgymenvs.cli, isaacgymenvs.player.play, isaacgymenvs.player.devices\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mujoco', 'OpenGL')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
