@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.tasks import task_class
+from isaacgymenvs.tasks import check_task_name
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 MODES = ("train", "play", "export")
@@ -29,7 +29,7 @@ def load_config(overrides: list[str]) -> DictConfig:
     """Compose cfg/config.yaml with command-line overrides (`key=value`) and resolve it."""
     for item in overrides:
         if item.startswith("task="):
-            task_class(item.split("=", 1)[1])  # an unknown task fails here with the known list
+            check_task_name(item.split("=", 1)[1])  # an unknown task fails here with the known list
     try:
         with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
@@ -232,6 +232,8 @@ def resolve(cfg: DictConfig) -> DictConfig:
         )
     if cfg.render_quality not in ("auto", "high", "fast"):
         raise UserError(f"render_quality={cfg.render_quality} must be auto, high or fast.")
+    if cfg.render_device not in ("auto", "cpu", "gpu"):
+        raise UserError(f"render_device={cfg.render_device} must be auto, cpu or gpu.")
     check_viewer(cfg)
     if cfg.checkpoint_save_freq is None:
         cfg.checkpoint_save_freq = resolve_checkpoint_save_freq(cfg)

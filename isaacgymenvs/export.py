@@ -34,7 +34,8 @@ from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.policy import Policy
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
-from isaacgymenvs.tasks import VecTask, make_task
+from isaacgymenvs.tasks import make_task
+from isaacgymenvs.tasks.vec_task import VecTask
 
 EXPORT_DIR = "exported"
 FORMAT_VERSION = 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -40,7 +42,7 @@ def test_auto_devices_follow_the_machine():
 
 def test_a_player_defaults_to_the_cpu_for_a_few_envs_and_explicit_devices_win(monkeypatch):
     """A watching player's few envs on the GPU took time slices from the trainer beside it."""
-    from isaacgymenvs.player.play import describe_devices
+    from isaacgymenvs.player.devices import describe_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -64,6 +66,50 @@ def test_a_player_defaults_to_the_cpu_for_a_few_envs_and_explicit_devices_win(mo
     assert describe_devices(load_config(["task=Ant", "mode=play", "num_envs=64"])) == (
         "Player physics on cuda:0, policy on cuda:0 (64 envs)."
     )
+    assert describe_devices(load_config(["task=Ant", "mode=play"]), "cpu") == (
+        "Player physics, policy and drawing on the CPU (4 envs; the GPU stays the trainer's; "
+        "sim_device=cuda:0 rl_device=cuda:0 render_device=gpu moves them there)."
+    )
+
+
+def test_a_player_beside_a_gpu_trainer_draws_on_the_cpu_where_mesa_is_and_explicit_choices_win(tmp_path, monkeypatch):
+    """Frames drawn with EGL on the trainer's GPU cost it 7% (video player, H200); Mesa draws them on a core."""
+    from isaacgymenvs.gl import mesa_egl_vendor
+    from isaacgymenvs.player.devices import choose_render_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    vendors = tmp_path / "egl_vendor.d"
+    vendors.mkdir()
+    (vendors / "10_nvidia.json").write_text('{"ICD": {"library_path": "libEGL_nvidia.so.0"}}')
+    (vendors / "20_torn.json").write_text('{"ICD": ')
+    (vendors / "50_mesa.json").write_text('{"ICD": {"library_path": "libEGL_mesa.so.0"}}')
+    mesa = mesa_egl_vendor([str(tmp_path / "missing"), str(vendors)])
+    assert mesa == vendors / "50_mesa.json"
+    assert mesa_egl_vendor([str(tmp_path / "missing")]) is None
+
+    def choose(*overrides: str, env: dict | None = None, gpu: bool = True, mesa_installed=True) -> tuple[str, dict]:
+        cfg = load_config(["task=Ant", "mode=play", "sim_device=cpu", "rl_device=cpu", *overrides])
+        environ = {"MUJOCO_GL": "egl"} if env is None else dict(env)
+        dirs = [str(vendors)] if mesa_installed else [str(tmp_path / "missing")]
+        return choose_render_device(cfg, environ, gpu_present=gpu, vendor_dirs=dirs), environ
+
+    device, environ = choose()
+    assert device == "cpu" and environ["__EGL_VENDOR_LIBRARY_FILENAMES"] == str(mesa)
+    assert environ["LIBGL_ALWAYS_SOFTWARE"] == "1"
+    assert choose("sim_device=cuda:0") == ("gpu", {"MUJOCO_GL": "egl"})  # a GPU player draws there too
+    assert choose("render_device=gpu") == ("gpu", {"MUJOCO_GL": "egl"})
+    assert choose(mesa_installed=False) == ("gpu", {"MUJOCO_GL": "egl"})  # no Mesa: the GPU, as before
+    assert choose(env={"DISPLAY": ":0"}) == ("gpu", {"DISPLAY": ":0"})  # the desktop's GL draws the window
+    assert choose(gpu=False)[0] == "cpu"  # no GPU: everything is drawn on the CPU already
+    own = {"MUJOCO_GL": "egl", "__EGL_VENDOR_LIBRARY_FILENAMES": "/mine.json"}
+    assert choose(env=own)[1]["__EGL_VENDOR_LIBRARY_FILENAMES"] == "/mine.json"  # the user's own wins
+    assert choose("sim_device=cuda:0", "render_device=cpu")[0] == "cpu"
+    with pytest.raises(UserError, match=r"^render_device=cpu draws with Mesa's EGL, which is not installed; "):
+        choose("render_device=cpu", mesa_installed=False)
+    with pytest.raises(UserError, match="render_device=fast must be auto, cpu or gpu"):
+        load_config(["task=Ant", "mode=play", "render_device=fast"])
 
 
 def test_overrides_apply():
@@ -253,3 +299,19 @@ def test_rl_games_debug_prints_are_dropped_line_by_line(capsys):
     assert capsys.readouterr().out == (
         "epoch 1/2 | ours\nWARNING: Max epochs reached before any env terminated at least once\n"
     )
+
+
+def test_mujoco_is_not_imported_before_the_player_chooses_where_it_draws():
+    """libglvnd picks the EGL vendor when mujoco's EGL module loads: later, render_device could not
+    move drawing off the GPU (measured on the H200: __EGL_VENDOR_LIBRARY_FILENAMES set after the
+    import still drew on the NVIDIA GPU)."""
+    code = (
+        "import sys\n"
+        "from isaacgymenvs.config import load_config\n"
+        "load_config(['task=Ant', 'mode=play', 'video=True', 'headless=True'])\n"
+        "import isaacgymenvs.cli, isaacgymenvs.player.play, isaacgymenvs.player.devices\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mujoco', 'OpenGL')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

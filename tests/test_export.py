@@ -45,10 +45,10 @@ def player_policy(run: protocol.RunDir, checkpoint: Path):
     from omegaconf import OmegaConf
 
     from isaacgymenvs.policy import Policy
-    from isaacgymenvs.tasks import TASKS
+    from isaacgymenvs.tasks import task_class
 
     saved = OmegaConf.load(run.config_file)
-    cls = TASKS[saved.task.name]
+    cls = task_class(saved.task.name)
     info = protocol.load_checkpoint(checkpoint, saved.task.name, cls.num_obs, cls.num_actions)
     policy = Policy(OmegaConf.to_container(saved.train, resolve=True), cls.num_obs, cls.num_actions, "cpu", False)
     policy.load(info.model)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
-from isaacgymenvs.tasks import TASKS
+from isaacgymenvs.tasks import task_class
 
 STALE_HEARTBEAT_SECONDS = 3.0
 
@@ -60,7 +60,7 @@ class RunInfo:
 def run_info(run: RunDir) -> RunInfo:
     """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
     task = str(protocol.read_params(run).task.name)
-    cls = TASKS[task]
+    cls = task_class(task)
     return RunInfo(task, cls.num_obs, cls.num_actions)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import torch
 
 from isaacgymenvs.player.follower import CheckpointFollower
 from isaacgymenvs.policy import Policy
-from isaacgymenvs.tasks import VecTask
+
+if TYPE_CHECKING:  # the task's module imports mujoco: not before the player chose its GL
+    from isaacgymenvs.tasks.vec_task import VecTask
 
 
 class PlayerCore:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -17,6 +16,7 @@ from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.gl import require_headless_gl
 from isaacgymenvs.player.core import PlayerCore
+from isaacgymenvs.player.devices import choose_render_device, describe_devices, renders, yield_to_trainer
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.protocol import RunDir, RunMatch
 
@@ -97,7 +97,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
     yield_to_trainer(int(cfg.player_nice))
-    print(describe_devices(cfg), flush=True)
+    drawing = choose_render_device(cfg) if renders(cfg, viewer) else None  # before the first frame
+    print(describe_devices(cfg, drawing), flush=True)
     finder = RunFinder(cfg.train_dir, cfg.experiment)
     web = None
     try:
@@ -118,33 +119,6 @@ def play(cfg: DictConfig, task_given: bool) -> None:
         finder.stop()
         if web is not None:
             web.close()
-
-
-def yield_to_trainer(nice: int) -> None:
-    """Leave the cores to a trainer beside the player: it must not slow training to watch it.
-
-    The player's work is small but latency-bound: one torch thread, one software-GL (llvmpipe)
-    thread where rendering falls back to the CPU, and a lower CPU priority, so the trainer (and
-    the thread that feeds its GPU) is scheduled first.
-    Figures: benchmarks/results_cpu/watch_cost.txt, benchmarks/results_gpu/s7_watch_cost.txt.
-    """
-    torch.set_num_threads(1)
-    os.environ.setdefault("LP_NUM_THREADS", "1")  # read when Mesa's llvmpipe creates its context
-    if nice > 0 and hasattr(os, "nice"):
-        try:
-            os.nice(nice)
-        except OSError:
-            pass  # not allowed here: the default priority is still correct, only less polite
-
-
-def describe_devices(cfg: DictConfig) -> str:
-    """One console line: where the player's physics and policy run, and how to move them."""
-    if cfg.sim_device == cfg.rl_device == "cpu":
-        where = f"Player physics and policy on the CPU ({cfg.num_envs} envs"
-        if torch.cuda.is_available():
-            return f"{where}; the GPU stays the trainer's; sim_device=cuda:0 rl_device=cuda:0 moves them there)."
-        return f"{where})."
-    return f"Player physics on {cfg.sim_device}, policy on {cfg.rl_device} ({cfg.num_envs} envs)."
 
 
 def wait_for_run(finder: RunFinder, windowed: bool, web: WebViewer | None = None) -> RunMatch | None:

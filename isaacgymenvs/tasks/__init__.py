@@ -2,28 +2,43 @@
 
 The one place a task is constructed (trainer, player, export, benchmarks), like IsaacGymEnvs'
 `isaacgymenvs.make`. An unknown name lists the known ones.
+
+Task modules (and with them mujoco) are imported only when a class is asked for: checking a
+config must not load MuJoCo, whose import fixes the GL vendor a player later draws with
+(player/devices.py chooses it first).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.tasks.cartpole import Cartpole
-from isaacgymenvs.tasks.locomotion import Ant, Humanoid
-from isaacgymenvs.tasks.vec_task import VecTask
 
-TASKS: dict[str, type[VecTask]] = {"Ant": Ant, "Cartpole": Cartpole, "Humanoid": Humanoid}
+if TYPE_CHECKING:
+    from isaacgymenvs.tasks.vec_task import VecTask
+
+# name -> (module, class), imported on first use
+TASKS: dict[str, tuple[str, str]] = {
+    "Ant": ("isaacgymenvs.tasks.locomotion", "Ant"),
+    "Cartpole": ("isaacgymenvs.tasks.cartpole", "Cartpole"),
+    "Humanoid": ("isaacgymenvs.tasks.locomotion", "Humanoid"),
+}
+
+
+def check_task_name(name: str) -> None:
+    """One sentence listing the known tasks for an unknown name; imports nothing."""
+    if name not in TASKS:
+        raise UserError(f"Unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}.")
 
 
 def task_class(name: str) -> type[VecTask]:
     """The VecTask class registered as `name`."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UserError(f"Unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}.") from None
+    check_task_name(name)
+    module, cls = TASKS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 TASK_KEYS = ("num_envs", "sim_device", "rl_device", "seed", "compile_task")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from rl_games.common import env_configurations, vecenv
 from rl_games.common.ivecenv import IVecEnv
 
-from isaacgymenvs.tasks import VecTask
+from isaacgymenvs.tasks.vec_task import VecTask
 
 ENV_NAME = "rlgpu"
 VECENV_TYPE = "RLGPU"
