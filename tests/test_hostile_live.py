@@ -81,7 +81,7 @@ def test_latest_link_out_of_the_run_is_refused_and_the_policy_kept(tmp_path):
         run.latest_checkpoint.unlink()
         run.latest_checkpoint.symlink_to(outside)
         wait_for(lambda: follower.error, 5, "a refusal")
-        assert follower.error == "latest.pth leads outside the run directory; it is not read"
+        assert follower.error == "latest.pth is a symbolic link, which is not followed"
         assert follower.take_ready() is None
         wait_for(lambda: (protocol.read_status(run) or {}).get("phase") == "failed", 5, "the status")
     finally:
@@ -261,7 +261,7 @@ def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
             entries = {e.name: e for e in catalog.scan()}
             assert entries[periodic.name].problem is None and entries["latest.pth"].problem is None
         assert "non-finite" in entries["nan_weights.pth"].problem
-        assert "leads outside the run directory" in entries["link_out.pth"].problem
+        assert "link_out.pth is a symbolic link, which is not followed" in entries["link_out.pth"].problem
         protocol.write_state(run, "auto")  # a good file returns: the player follows the trainer again
         wait_for(lambda: (protocol.read_status(run) or {}).get("epoch", 0) > 20, 60, "a newer epoch", player)
         first = protocol.read_status(run)["epoch"]

@@ -181,7 +181,7 @@ def test_special_files_as_checkpoints_are_refused_without_blocking(run, tmp_path
     torch.save({"model": GOOD_MODEL}, outside)
     run.latest_checkpoint.symlink_to(outside)
     assert protocol.load_checkpoint(run.latest_checkpoint, "Cartpole", 4, 1)  # loadable as a file...
-    with pytest.raises(CheckpointRejected, match="latest.pth leads outside the run directory"):
+    with pytest.raises(CheckpointRejected, match="latest.pth is a symbolic link, which is not followed"):
         protocol.load_checkpoint_in_run(run, run.latest_checkpoint, "Cartpole", 4, 1)  # ...but not as the run's
 
 

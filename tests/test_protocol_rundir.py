@@ -64,7 +64,7 @@ def test_nothing_is_written_through_a_link_out_of_the_run(run, tmp_path):
         protocol.append_metrics(run, 1, 10, 1.0, 0.0)
     assert (outside / "metrics.csv").read_text() == "mine\n"
     (run.root / "videos").symlink_to(outside)
-    with pytest.raises(UserError, match="videos leads outside the run directory"):
+    with pytest.raises(UserError, match="videos is a symbolic link or not a directory; remove it"):
         protocol.output_dir_in_run(run, "videos")
     assert protocol.output_dir_in_run(run, "eval") == run.root / "eval"
 
@@ -76,12 +76,15 @@ def test_checkpoint_names_outside_the_run_are_refused(run, relative):
     assert protocol.checkpoint_in_run(run, relative) is None
 
 
-def test_checkpoint_names_inside_the_run_resolve_there(run, tmp_path):
-    assert protocol.checkpoint_in_run(run, "nn/a.pth") == run.nn.resolve() / "a.pth"
+def test_checkpoint_names_inside_the_run_stay_there_and_links_are_refused_when_opened(run, tmp_path):
+    assert protocol.checkpoint_in_run(run, "nn/a.pth") == run.nn / "a.pth"
+    assert protocol.checkpoint_in_run(run, "nn/../nn/./a.pth") == run.nn / "a.pth"  # lexical
     outside = tmp_path / "outside.pth"
     outside.write_bytes(b"x")
     (run.nn / "link.pth").symlink_to(outside)
-    assert protocol.checkpoint_in_run(run, "nn/link.pth") is None  # resolved: the link leads out
+    path = protocol.checkpoint_in_run(run, "nn/link.pth")  # a name inside; links are refused on open
+    with pytest.raises(protocol.CheckpointRejected, match="link.pth is a symbolic link, which is not followed"):
+        protocol.load_checkpoint_in_run(run, path, "Cartpole", 4, 1)
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", ".hidden", "x" * 101, 5])

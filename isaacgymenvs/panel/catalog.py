@@ -75,15 +75,14 @@ class CheckpointCatalog:
     def scan(self) -> list[CheckpointEntry]:
         """All *.pth in nn/, newest first (by modification time, never by name)."""
         entries = []
-        try:
-            paths = [p for p in self.run.nn.iterdir() if p.suffix == ".pth" and not p.name.startswith(".")]
+        try:  # nn/ reached without following a link (a link swapped in is refused, not listed)
+            listed = protocol.scandir_in(self.run.root, "nn")
         except OSError as err:
             raise FileNotFoundError(f"cannot list {self.run.nn} ({err})") from None
-        for path in paths:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue  # replaced or deleted while scanning
+        for name, st in listed:
+            if not name.endswith(".pth") or name.startswith("."):
+                continue
+            path = self.run.nn / name
             identity = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._cache.get(path.name)
             if cached is None or cached[0] != identity:

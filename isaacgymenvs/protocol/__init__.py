@@ -2,6 +2,7 @@
 
 One module per kind of file, lowest first; each imports only those above it:
 
+- `runfs`: opening anything below a run directory one component at a time, never through a link.
 - `files`: bounded, non-blocking reads and atomic writes of any file another process wrote.
 - `rundir`: a run directory's layout and name, its config, the trainer's lock, paths inside it.
 - `experiments`: which run `experiment=` names.
@@ -97,6 +98,15 @@ from isaacgymenvs.protocol.rundir import (
     run_timestamp,
     write_params,
 )
+from isaacgymenvs.protocol.runfs import (
+    LinkRefused,
+    RunLock,
+    make_dirs_in,
+    open_in,
+    parts_below,
+    scandir_in,
+    unlink_in,
+)
 from isaacgymenvs.protocol.state import (
     MODE_AUTO,
     MODE_MANUAL,
@@ -113,6 +123,13 @@ from isaacgymenvs.protocol.state import (
 )
 
 __all__ = [
+    "LinkRefused",
+    "RunLock",
+    "make_dirs_in",
+    "open_in",
+    "parts_below",
+    "scandir_in",
+    "unlink_in",
     "CHANGE_EVENTS",
     "CHECKPOINT_MAX_BYTES",
     "COMPILED_PREFIX",

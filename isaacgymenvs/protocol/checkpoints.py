@@ -118,13 +118,14 @@ def needs_full_unpickling(err: BaseException) -> bool:
     return isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower()
 
 
-def read_checkpoint_dict(path: Path) -> dict[str, Any]:
+def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]:
     """torch.load(weights_only=True) of a regular file of bounded size; CheckpointRejected otherwise.
 
     No code from the file runs; a FIFO, a device or a monster file is refused before torch sees it.
+    With `root` (the run directory), the file is reached without following any link below it.
     """
     try:
-        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES)
+        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES, root=root)
     except FileNotFoundError:
         raise CheckpointRejected(f"{path.name} does not exist") from None
     except UnreadableFile as err:
@@ -212,14 +213,14 @@ def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_a
     )  # fmt: skip
 
 
-def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int, root: Path | None = None) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
     Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    return validate_checkpoint(read_checkpoint_dict(path), path, task, num_obs, num_actions)
+    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions)
 
 
 def validate_checkpoint(ckpt: object, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
@@ -245,13 +246,13 @@ def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | N
 
 
 def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """`load_checkpoint` of a file that must resolve (symlinks included) inside the run directory."""
+    """`load_checkpoint` of a .pth inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
     except ValueError:
         relative = str(path)
-    resolved = checkpoint_in_run(run, relative)
-    if resolved is None:
-        raise CheckpointRejected(f"{path.name} leads outside the run directory; it is not read")
-    info = load_checkpoint(resolved, task, num_obs, num_actions)
+    inside = checkpoint_in_run(run, relative)
+    if inside is None:
+        raise CheckpointRejected(f"{path.name} is not a .pth file inside the run directory; it is not read")
+    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from isaacgymenvs.protocol.files import atomic_write_bytes, read_json_object
+from isaacgymenvs.protocol.files import atomic_write_bytes, open_regular_file, read_json_object
 from isaacgymenvs.protocol.rundir import MAX_NAME_BYTES, RunDir, checkpoint_in_run
+from isaacgymenvs.protocol.runfs import RunLock
 
 STATE_FILE = ".checkpoint_state.json"
 STATUS_FILE = ".player_status.json"
@@ -47,11 +46,11 @@ def describe_bad_checkpoint_name(run: RunDir, relative: object) -> str:
     if path is None:
         return f"names {shown}, which is not a .pth file inside the run directory"
     try:
-        st = os.stat(path)
-    except OSError:
+        os.close(open_regular_file(path, sys.maxsize, root=run.root))  # reached without following a link
+    except FileNotFoundError:
         return f"names {shown}, which does not exist"
-    if not stat.S_ISREG(st.st_mode):
-        return f"names {shown}, which is not a regular file"
+    except OSError as err:  # UnreadableFile: a link, a FIFO, a directory...
+        return f"names {shown}, which {str(err).removeprefix(path.name + ' ')}"
     return ""
 
 
@@ -76,7 +75,7 @@ def read_state(run: RunDir) -> tuple[CheckpointState | None, str | None]:
     reported and ignored by the caller: never a crash, never a block, never a foreign load.
     """
     path = state_file(run)
-    value, problem = read_json_object(path)
+    value, problem = read_json_object(path, run.root)
     if value is None:
         return None, problem
     return _state_from_object(run, value, path.name)
@@ -84,7 +83,7 @@ def read_state(run: RunDir) -> tuple[CheckpointState | None, str | None]:
 
 def _previous_seq(run: RunDir) -> int:
     """The seq in the state file even when the rest of it is unusable, so seq never goes back."""
-    value, _ = read_json_object(state_file(run))
+    value, _ = read_json_object(state_file(run), run.root)
     seq = value.get("seq") if value else None
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0
 
@@ -95,17 +94,18 @@ def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> Checkp
         raise ValueError(f"unknown mode {mode!r}")
     if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
         raise ValueError(f"{checkpoint!r} is not a .pth file inside {run.root}")
-    with FileLock(run.root / f"{STATE_FILE}.lock"):
+    with RunLock(run.root, f"{STATE_FILE}.lock"):
         state = CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, _previous_seq(run) + 1)
         payload = {"mode": state.mode, "checkpoint": state.checkpoint, "seq": state.seq, "written": time.time()}
-        atomic_write_bytes(state_file(run), json.dumps(payload, indent=1).encode())
+        atomic_write_bytes(state_file(run), json.dumps(payload, indent=1).encode(), root=run.root)
     return state
 
 
 def write_status(run: RunDir, status: dict[str, Any]) -> None:
     """The player's report of what it shows (panel reads it); includes a heartbeat time."""
-    atomic_write_bytes(status_file(run), json.dumps({**status, "heartbeat": time.time()}, indent=1).encode())
+    data = json.dumps({**status, "heartbeat": time.time()}, indent=1).encode()
+    atomic_write_bytes(status_file(run), data, root=run.root)
 
 
 def read_status(run: RunDir) -> dict[str, Any] | None:
-    return read_json_object(status_file(run))[0]
+    return read_json_object(status_file(run), run.root)[0]
