@@ -465,6 +465,21 @@ def test_panel_refuses_an_experiment_that_is_a_path(tmp_path):
     assert result.stderr.strip().startswith("Error: experiment='../elsewhere_2026-01-01_00-00-00' must be a name")
 
 
+def test_a_name_too_long_in_bytes_is_one_sentence_in_every_mode_and_the_panel(tmp_path):
+    """64 emoji are 64 characters but 256 bytes: the run directory's name would not fit (ENAMETOOLONG)."""
+    name = "\U0001f916" * 64
+    commands = [[sys.executable, str(REPO / "isaacgymenvs" / "train_play.py"), "task=Cartpole", *CPU, f"mode={mode}",
+                 f"experiment='{name}'"] for mode in ("train", "play", "export")]  # fmt: skip
+    panel = REPO / "isaacgymenvs" / "checkpoint_control_panel.py"
+    commands.append([sys.executable, str(panel), f"--experiment={name}"])
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+        assert len(lines) == 1 and "is 256 bytes in UTF-8; a run name must fit the file system" in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_read_only_train_dir_is_one_sentence(tmp_path):
     with small_tmpfs(tmp_path / "ro", size="1m") as disk:

@@ -179,15 +179,25 @@ def clean_stale_temp_files(run: RunDir, now: float | None = None) -> int:
 
 
 EXPERIMENT_MAX_CHARS = 100
+# A run directory is '<experiment>_<YYYY-MM-DD_hh-mm-ss>' (20 bytes more) and file systems allow 255
+# bytes a name: 64 emoji (256 bytes, within 100 characters) failed with 'File name too long'.
+EXPERIMENT_MAX_BYTES = 200
 
 
 def check_experiment_name(name: object) -> None:
     """An experiment is a name (a run-directory prefix or part of a run name), never a path.
 
-    'experiment=../x' would otherwise make or follow a run directory outside train_dir.
+    'experiment=../x' would otherwise make or follow a run directory outside train_dir; one too
+    long in bytes would make a directory name the file system refuses.
     """
     if not isinstance(name, str):
         raise UserError(f"experiment={name} must be a name, e.g. experiment=ant_flat.")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > EXPERIMENT_MAX_BYTES and len(name) <= EXPERIMENT_MAX_CHARS:
+        raise UserError(
+            f"experiment={name[:20]}... is {size} bytes in UTF-8; a run name must fit the file system's "
+            f"255-byte limit, so at most {EXPERIMENT_MAX_BYTES} bytes (e.g. 100 ASCII characters or 50 emoji)."
+        )
     bad = "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > EXPERIMENT_MAX_CHARS
     if bad:
         raise UserError(
