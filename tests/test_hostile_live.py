@@ -88,6 +88,28 @@ def test_latest_link_out_of_the_run_is_refused_and_the_policy_kept(tmp_path):
         follower.stop()
 
 
+def test_auto_pressed_while_latest_is_refused_says_so_and_what_is_still_shown(tmp_path):
+    run = synthetic_run(tmp_path)
+    torch.save({"model": GOOD_MODEL, "metadata": {"task": "Cartpole", "epoch": 2}}, run.nn / "m2.pth")
+    run.latest_checkpoint.write_bytes(b"PK\x03\x04 torn")
+    messages: list[str] = []
+    follower = make_follower(run, messages)
+    follower.start()
+    try:
+        wait_for(lambda: follower.error, 5, "latest.pth refused in auto")
+        protocol.write_state(run, "manual", "nn/m2.pth")
+        follower.applied(wait_for(follower.take_ready, 5, "m2.pth"))
+        wait_for(lambda: (protocol.read_status(run) or {}).get("phase") == "loaded", 5, "m2.pth shown")
+        protocol.write_state(run, "auto")  # the panel's Auto while latest.pth is still the refused file
+        error = wait_for(lambda: (protocol.read_status(run) or {}).get("error"), 5, "the refusal in the status")
+        assert error.startswith("auto: latest.pth refused: latest.pth is torn or not a checkpoint"), error
+        assert error.endswith("; still showing m2.pth"), error
+        status = protocol.read_status(run)
+        assert (status["phase"], status["mode"], status["checkpoint"]) == ("failed", "auto", "m2.pth")
+    finally:
+        follower.stop()
+
+
 def test_manual_choice_of_a_missing_checkpoint_is_a_warning(tmp_path):
     run = synthetic_run(tmp_path)
     messages: list[str] = []

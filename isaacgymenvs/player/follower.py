@@ -88,6 +88,7 @@ class CheckpointFollower:
         self.error: str | None = None
         self.loads = 0
         self._failed_identity: tuple | None = None
+        self._failed_reason: str | None = None  # said again when the user returns to that file
         self._ready: tuple[CheckpointInfo, tuple] | None = None
         self._lock = threading.Lock()
         self._wake, self._dirty, self._force = threading.Event(), threading.Event(), threading.Event()
@@ -149,6 +150,7 @@ class CheckpointFollower:
         with self._lock:
             self._failed_identity, self.loaded_identity = self.loaded_identity, None
             self.phase, self.error = "failed", f"{info.path.name}: {reason}"
+            self._failed_reason = self.error
         self.log(f"Keeping the current policy: {self.error}")
         self._request_status()
 
@@ -281,6 +283,9 @@ class CheckpointFollower:
         key = (target.path, *identity)
         with self._lock:
             pending = self._ready[1] if self._ready else None
+        if not force and key == self._failed_identity and self.error is None and self._failed_reason:
+            self._refuse(None, self._failed_reason)  # e.g. Auto pressed while latest.pth is still refused
+            return
         if not force and key in (self.loaded_identity, self._failed_identity, pending):
             return
         self.phase = "loading"
@@ -301,10 +306,17 @@ class CheckpointFollower:
         return protocol.load_checkpoint_in_run(self.run, target.path, self.task, self.num_obs, self.num_actions)
 
     def _refuse(self, key: tuple | None, reason: str) -> None:
-        """Keep the current policy, say why once per file version, and report it in the status."""
+        """Keep the current policy, say why once per file version, and report it in the status.
+
+        The status names the mode, the refused file and what is still shown, e.g. "auto: latest.pth
+        refused: <reason>; still showing m2.pth", not a bare 'loaded m2.pth' after pressing Auto.
+        """
         if key is not None:
-            self._failed_identity = key
-        elif self.error == reason:
+            self._failed_identity, self._failed_reason = key, reason
+        target, shown = self.shown, self.loaded
+        if shown is not None and shown.path != target.path:
+            reason = f"{target.mode}: {target.path.name} refused: {reason}; still showing {shown.path.name}"
+        if key is None and self.error == reason:
             return
         self.phase, self.error = "failed", reason
         self.log(f"Keeping the current policy: {reason}")
