@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from isaacgymenvs.protocol import runfs
+import isaacgymenvs.protocol.runfs as runfs
 
 JSON_MAX_BYTES = 64 * 1024  # state/status/manifest files are a few hundred bytes
 JSON_MAX_DEPTH = 16  # ours are 2 deep; json's recursion would die at ~1000 levels

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from isaacgymenvs.protocol import runfs
+import isaacgymenvs.protocol.runfs as runfs
 from isaacgymenvs.protocol.files import UnreadableFile, atomic_write, atomic_write_bytes, read_bounded, read_json_object
 from isaacgymenvs.protocol.rundir import (
     LATEST_CHECKPOINT,

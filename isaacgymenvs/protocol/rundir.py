@@ -12,8 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import isaacgymenvs.protocol.runfs as runfs
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.protocol import runfs
 from isaacgymenvs.protocol.files import (
     STALE_TEMP_SECONDS,
     TEMP_GLOB,
