@@ -7,7 +7,9 @@ size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import math
 import os
 import time
@@ -15,6 +17,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
@@ -55,13 +59,32 @@ class RunInfo:
     task: str
     num_obs: int
     num_actions: int
+    shapes: dict[str, tuple[int, ...]] | None = None  # the run's network; None: observations/actions only
+
+
+def network_shapes(train: dict, num_obs: int, num_actions: int) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of the network the run's config builds (None if it cannot be built).
+
+    The catalogue then marks as unloadable what the player would refuse at swap time (a wider hidden
+    layer, a value head of another size, a missing sigma), instead of listing it as loadable.
+    """
+    from isaacgymenvs.policy import Policy
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer
+            return Policy(train, num_obs, num_actions, "cpu", stochastic=False).shapes()
+    except Exception:  # an odd or foreign train section: fall back to the observation/action check
+        return None
 
 
 def run_info(run: RunDir) -> RunInfo:
     """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
-    task = str(protocol.read_params(run).task.name)
+    params = protocol.read_params(run)
+    task = str(params.task.name)
     cls = task_class(task)
-    return RunInfo(task, cls.num_obs, cls.num_actions)
+    train = OmegaConf.to_container(params.train, resolve=True) if "train" in params else None
+    shapes = network_shapes(train, cls.num_obs, cls.num_actions) if isinstance(train, dict) else None
+    return RunInfo(task, cls.num_obs, cls.num_actions, shapes)
 
 
 class CheckpointCatalog:
@@ -103,7 +126,7 @@ class CheckpointCatalog:
         epoch = reward = problem = None
         try:
             loaded = protocol.load_checkpoint_in_run(
-                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions
+                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions, shapes=self.info.shapes
             )
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:

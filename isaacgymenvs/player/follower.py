@@ -74,8 +74,10 @@ class CheckpointFollower:
         initial_checkpoint: Path | None = None,
         use_events: bool = True,
         log=print,
+        shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
+        self.shapes = shapes  # the policy network's entries: a file that does not fit is refused on load
         self.reload_interval = reload_interval
         self.log = log
         self.state = CheckpointState()
@@ -302,8 +304,10 @@ class CheckpointFollower:
         """Files of the run must resolve inside it (a latest.pth link out is refused like any
         other); an initial checkpoint the user named on the command line may live anywhere."""
         if target.seq == 0 and target.path == self.initial_checkpoint:
-            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions)
-        return protocol.load_checkpoint_in_run(self.run, target.path, self.task, self.num_obs, self.num_actions)
+            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes)
+        return protocol.load_checkpoint_in_run(
+            self.run, target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes
+        )
 
     def _refuse(self, key: tuple | None, reason: str) -> None:
         """Keep the current policy, say why once per file version, and report it in the status.

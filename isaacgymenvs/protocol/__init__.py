@@ -32,6 +32,7 @@ from isaacgymenvs.protocol.checkpoints import (
     model_sizes,
     model_weights,
     needs_full_unpickling,
+    network_mismatch,
     plain_model_keys,
     plain_number,
     read_checkpoint_dict,
@@ -123,6 +124,7 @@ from isaacgymenvs.protocol.state import (
 )
 
 __all__ = [
+    "network_mismatch",
     "LinkRefused",
     "RunLock",
     "make_dirs_in",

@@ -177,6 +177,24 @@ def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | Non
     return (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
 
 
+Shapes = dict[str, tuple[int, ...]]  # a network's state-dict entries and their shapes
+
+
+def network_mismatch(model: dict[str, Any], expected: Shapes) -> str | None:
+    """The first difference between a checkpoint's weights and the network's entries, in words.
+
+    Names the entry and both shapes ("a2c_network.mu.weight is [8, 256] here; the network's is
+    [8, 400]"), where torch's load_state_dict only said "Error(s) in loading state_dict for Network".
+    """
+    for key, shape in expected.items():
+        if key not in model:
+            return f"has no {key[:80]!r} (the network's is {list(shape)})"
+        if tuple(model[key].shape) != tuple(shape):
+            return f"has {key[:80]!r} of shape {list(model[key].shape)}; the network's is {list(shape)}"
+    extra = next((key for key in model if key not in expected), None)
+    return None if extra is None else f"has {extra[:80]!r}, which the network does not have"
+
+
 def plain_number(value: object, cast: type) -> Any:
     """`cast(value)` for a finite int/float (not bool); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -189,7 +207,9 @@ def plain_number(value: object, cast: type) -> Any:
         return None
 
 
-def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+def _check_fits(
+    ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
     """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
     name = path.name
     model = model_weights(ckpt, name)
@@ -202,6 +222,9 @@ def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_a
         raise CheckpointRejected(
             f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
         )
+    mismatch = network_mismatch(model, shapes) if shapes is not None else None
+    if mismatch:
+        raise CheckpointRejected(f"{name} {mismatch}")
     check_finite(model, name)
 
     def number(key: str, cast: type) -> Any:
@@ -213,22 +236,27 @@ def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_a
     )  # fmt: skip
 
 
-def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int, root: Path | None = None) -> CheckpointInfo:
+def load_checkpoint(
+    path: Path, task: str, num_obs: int, num_actions: int, root: Path | None = None, shapes: Shapes | None = None
+) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
     Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions)
+    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions, shapes)
 
 
-def validate_checkpoint(ckpt: object, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """Check a loaded checkpoint fits the task; raises only CheckpointRejected (one sentence)."""
+def validate_checkpoint(
+    ckpt: object, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
+    """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
+    CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     try:
-        return _check_fits(ckpt, path, task, num_obs, num_actions)
+        return _check_fits(ckpt, path, task, num_obs, num_actions, shapes)
     except CheckpointRejected:
         raise
     except Exception as err:  # a malformed dict we did not foresee: still one sentence
@@ -245,7 +273,9 @@ def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | N
     return None
 
 
-def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+def load_checkpoint_in_run(
+    run: RunDir, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
     """`load_checkpoint` of a .pth inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
@@ -254,5 +284,5 @@ def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num
     inside = checkpoint_in_run(run, relative)
     if inside is None:
         raise CheckpointRejected(f"{path.name} is not a .pth file inside the run directory; it is not read")
-    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root)
+    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)
