@@ -266,3 +266,30 @@ def test_the_catalogue_marks_what_the_player_would_refuse(tmp_path):
     assert entries["good.pth"].problem is None
     for name in refused_variants(good):
         assert entries[f"{name}.pth"].problem.startswith(f"{name}.pth has "), entries[f"{name}.pth"].problem
+
+
+@pytest.mark.slow
+def test_a_1gb_file_with_an_extra_tensor_is_refused_without_reading_it(tmp_path):
+    import subprocess
+    import sys
+
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    model = dict(GOOD_MODEL, extra=torch.zeros(256 * 1024**2))  # 1 GiB of float32 beside a valid policy
+    torch.save({"model": model, "metadata": {"task": "Cartpole", "epoch": 1}}, run.latest_checkpoint)
+    del model
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from isaacgymenvs import protocol\n"
+        "run = protocol.RunDir(Path(sys.argv[1]))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    protocol.load_checkpoint_in_run(run, run.latest_checkpoint, 'Cartpole', 4, 1)\n"
+        "except protocol.CheckpointRejected as err:\n"
+        "    print(err)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(run.root)], capture_output=True, text=True, timeout=120)
+    refusal, grown_mb = result.stdout.splitlines()
+    assert refusal.startswith("latest.pth holds 1024 MB of tensors, more than the 256 MB"), result.stderr[-2000:]
+    assert int(grown_mb) < 150, f"the player grew by {grown_mb} MB to refuse it"

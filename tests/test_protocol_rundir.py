@@ -106,3 +106,31 @@ def test_params_that_are_not_a_mapping_are_a_value_error(run):
     run.config_file.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="is not a YAML mapping"):
         protocol.read_params(run)
+
+
+def test_temps_of_a_writer_killed_after_the_run_was_opened_are_removed_by_panel_and_player(run, monkeypatch):
+    import subprocess
+    import sys
+
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.player import follower as follower_module
+
+    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    monkeypatch.setattr(follower_module, "CLEAN_SECONDS", 0.2)
+    player = follower_module.CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=False, log=lambda m: None)
+    player.start()
+    try:
+        for who in ("panel", "player"):
+            dead = subprocess.Popen([sys.executable, "-c", "pass"])
+            dead.wait()
+            temp = run.nn / f".latest.pth.tmp-{dead.pid}-1"  # a trainer killed mid-publish, after opening
+            temp.write_bytes(b"half")
+            if who == "panel":
+                catalog.scan()
+            else:
+                deadline = time.monotonic() + 5
+                while temp.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            assert not temp.exists(), who
+    finally:
+        player.stop()

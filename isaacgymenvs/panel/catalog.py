@@ -97,6 +97,7 @@ class CheckpointCatalog:
 
     def scan(self) -> list[CheckpointEntry]:
         """All *.pth in nn/, newest first (by modification time, never by name)."""
+        protocol.clean_stale_temp_files(self.run)  # a trainer killed since the last scan left temps
         entries = []
         try:  # nn/ reached without following a link (a link swapped in is refused, not listed)
             listed = protocol.scandir_in(self.run.root, "nn")

@@ -25,6 +25,7 @@ from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, CheckpointState, RunDir
 
 STATE_POLL_SECONDS = 0.5
+CLEAN_SECONDS = 60.0  # stale temp files of dead writers are removed this often, not only at start
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -212,7 +213,7 @@ class CheckpointFollower:
             raise
 
     def _follow(self) -> None:
-        last_poll = last_state = last_status = 0.0
+        last_poll = last_state = last_status = last_clean = 0.0
         while not self._stop.is_set():
             self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
             self._wake.clear()
@@ -230,6 +231,9 @@ class CheckpointFollower:
                 self._status_due.clear()
                 self._write_status()
                 last_status = now
+            if now - last_clean >= CLEAN_SECONDS:  # a trainer killed mid-publish leaves temps behind
+                self._guarded(lambda: protocol.clean_stale_temp_files(self.run))
+                last_clean = now
 
     def _first_load(self) -> None:
         self._read_state()  # a choice saved by an earlier session applies from the first load

@@ -15,6 +15,8 @@ from isaacgymenvs.protocol.publishing import read_manifest
 from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, LATEST_MANIFEST, RunDir, checkpoint_in_run
 
 CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
+# Read into memory only below this (weights + optimizer state of the largest task nets are ~10 MB).
+TENSORS_MAX_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,62 @@ def _numeric_numpy_globals() -> list[Any]:
     return [*scalar, np.dtype, *dtypes]
 
 
-def torch_load_weights(source: Any) -> Any:
-    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run."""
+def torch_load_weights(source: Any, mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run.
+
+    mmap (a file name only): tensors stay in the file's pages until used, so a file with a huge
+    extra tensor is refused on its shapes without being read (a 1.9 GB one took a player from
+    783 MB to 4.6 GB before).
+    """
     import torch
 
     with torch.serialization.safe_globals(_numeric_numpy_globals()):
-        return torch.load(source, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def tensor_bytes(value: Any, seen: set | None = None, depth: int = 0) -> int:
+    """Bytes of all tensor storages in a loaded checkpoint (each storage counted once)."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if depth > 32:
+        return 0
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v, seen, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v, seen, depth + 1) for v in value)
+    return 0
+
+
+def _load_fd(fd: int, name: str) -> Any:
+    """Load from an open descriptor, first memory-mapped to size its tensors without reading them.
+
+    Through /proc/self/fd the very file opened is mapped, whatever its name points to now. Only a
+    file whose tensors fit TENSORS_MAX_BYTES is then read into memory (a mapping could fault if the
+    file were truncated in place later); a legacy (non-zip) file cannot be mapped and is read.
+    """
+    proc_path = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc_path):
+        try:
+            size = tensor_bytes(torch_load_weights(proc_path, mmap=True))
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+        else:
+            if size > TENSORS_MAX_BYTES:
+                raise CheckpointRejected(
+                    f"{name} holds {size / 1024**2:.0f} MB of tensors, more than the "
+                    f"{TENSORS_MAX_BYTES // 1024**2} MB a policy checkpoint may (task networks are a few MB)"
+                )
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return torch_load_weights(f)
 
 
 def needs_full_unpickling(err: BaseException) -> bool:
@@ -131,10 +183,13 @@ def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]
     except UnreadableFile as err:
         raise CheckpointRejected(str(err)) from None
     try:
-        with os.fdopen(fd, "rb") as f:
-            ckpt = torch_load_weights(f)
+        ckpt = _load_fd(fd, path.name)
+    except CheckpointRejected:
+        raise
     except Exception as err:  # torn zip, EOF, pickle refusal: all one message
         raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first_line(err)})") from None
+    finally:
+        os.close(fd)
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     return ckpt
