@@ -242,7 +242,7 @@ def hostile_states(run: protocol.RunDir, outside: Path) -> list[tuple[str, objec
         ("huge", text(" " * 5_000_000), "more than the 65536 allowed"),
         ("missing", text('{"mode": "manual", "checkpoint": "nn/gone.pth", "seq": 90}'), "does not exist"),
         ("long", text('{"mode": "manual", "checkpoint": "nn/' + "x" * 5000 + '.pth", "seq": 91}'), "at most 1024"),
-        ("link out", text('{"mode": "manual", "checkpoint": "nn/link_out.pth", "seq": 92}'), "not a .pth file inside"),
+        ("link out", text('{"mode": "manual", "checkpoint": "nn/link_out.pth", "seq": 92}'), "symbolic link"),
         ("nan", text('{"mode": "manual", "checkpoint": "nn/nan_weights.pth", "seq": 93}'), "non-finite values"),
     ]
 

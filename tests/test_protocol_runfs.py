@@ -109,7 +109,7 @@ def test_a_temp_name_planted_as_a_link_is_never_written_through(run, tmp_path, m
     victim = tmp_path / "victim"
     victim.write_bytes(b"mine")
     monkeypatch.setattr(protocol.files, "_temp_counter", 41)
-    (run.root / f".{protocol.STATUS_FILE}.tmp-{os.getpid()}-42").symlink_to(victim)
+    (run.root / f".{protocol.status_file(run).name}.tmp-{os.getpid()}-42").symlink_to(victim)
     with pytest.raises(FileExistsError):
         protocol.write_status(run, {"phase": "playing"})
     assert victim.read_bytes() == b"mine"

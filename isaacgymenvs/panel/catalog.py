@@ -98,6 +98,7 @@ class CheckpointCatalog:
     def scan(self) -> list[CheckpointEntry]:
         """All *.pth in nn/, newest first (by modification time, never by name)."""
         protocol.clean_stale_temp_files(self.run)  # a trainer killed since the last scan left temps
+        protocol.remove_dead_statuses(self.run)  # and players of this machine that ended, their status
         entries = []
         try:  # nn/ reached without following a link (a link swapped in is refused, not listed)
             listed = protocol.scandir_in(self.run.root, "nn")
@@ -140,17 +141,49 @@ class CheckpointCatalog:
         return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)
 
 
-def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | None]:
-    """('loaded' | 'loading' | 'waiting' | 'failed' | 'player not running', status dict)."""
-    status = protocol.read_status(run)
-    now = time.time() if now is None else now
-    heartbeat = status.get("heartbeat") if status else None
-    if not isinstance(heartbeat, (int, float)) or not math.isfinite(heartbeat):
-        return "player not running", status
-    if now - heartbeat > STALE_HEARTBEAT_SECONDS:
-        return "player not running", status
+_beats: dict[tuple[str, object], tuple[object, float]] = {}  # (host, pid) -> (beat, when it last moved)
+
+
+def player_running(status: dict, now: float | None = None) -> bool:
+    """On this machine: the player's process runs (its clock does not matter: one 1 h ahead was
+    shown 'loaded' 30 s after it died). Elsewhere (a shared file system): its write count moved
+    within STALE_HEARTBEAT_SECONDS of this panel's own clock; its heartbeat only for a first look."""
+    alive = protocol.same_host_player_alive(status)
+    if alive is not None:
+        return alive
+    key, beat, mono = (str(status.get("host")), status.get("pid")), status.get("beat"), time.monotonic()
+    seen = _beats.get(key)
+    if seen is not None and seen[0] == beat:
+        return mono - seen[1] <= STALE_HEARTBEAT_SECONDS
+    _beats[key] = (beat, mono)
+    if seen is not None:
+        return True  # it wrote since the last look
+    heartbeat, now = status.get("heartbeat"), time.time() if now is None else now
+    return (
+        isinstance(heartbeat, (int, float)) and math.isfinite(heartbeat) and now - heartbeat <= STALE_HEARTBEAT_SECONDS
+    )
+
+
+def phase_of(status: dict) -> str:
     phase = status.get("phase")
-    return (phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"), status
+    return phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"
+
+
+def player_summaries(run: RunDir, now: float | None = None) -> list[tuple[str, dict]]:
+    """(phase, status) of each player running on the run, most recently written first."""
+    return [(phase_of(s), s) for s in protocol.read_statuses(run) if player_running(s, now)]
+
+
+def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | None]:
+    """('loaded' | 'loading' | 'waiting' | 'failed' | 'player not running', status dict) of the most
+    recent running player; with more than one, the status carries the others under 'other_players'."""
+    running = player_summaries(run, now)
+    if not running:
+        return "player not running", protocol.read_status(run)
+    summary, status = running[0]
+    if len(running) > 1:
+        status = {**status, "other_players": [{**s, "summary": p} for p, s in running[1:]]}
+    return summary, status
 
 
 def _shown(value: object, limit: int = 120) -> str:
@@ -174,6 +207,15 @@ def status_html(summary: str, status: dict) -> str:
     )
     if status.get("error"):
         text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
+    others = status.get("other_players")
+    if isinstance(others, list) and others:
+        shown = ", ".join(
+            f"pid {_shown(o.get('pid'))} on {_shown(o.get('host'))}: {_shown(o.get('summary'))} "
+            f"{_shown(o.get('checkpoint'))}"
+            for o in others[:8]
+            if isinstance(o, dict)
+        )
+        text += f"<br>{len(others) + 1} players follow this run; also {shown}"
     return text
 
 

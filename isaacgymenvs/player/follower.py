@@ -233,6 +233,7 @@ class CheckpointFollower:
                 last_status = now
             if now - last_clean >= CLEAN_SECONDS:  # a trainer killed mid-publish leaves temps behind
                 self._guarded(lambda: protocol.clean_stale_temp_files(self.run))
+                self._guarded(lambda: protocol.remove_dead_statuses(self.run))
                 last_clean = now
 
     def _first_load(self) -> None:

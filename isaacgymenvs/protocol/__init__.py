@@ -117,6 +117,9 @@ from isaacgymenvs.protocol.state import (
     describe_bad_checkpoint_name,
     read_state,
     read_status,
+    read_statuses,
+    remove_dead_statuses,
+    same_host_player_alive,
     state_file,
     status_file,
     write_state,
@@ -124,6 +127,9 @@ from isaacgymenvs.protocol.state import (
 )
 
 __all__ = [
+    "read_statuses",
+    "remove_dead_statuses",
+    "same_host_player_alive",
     "network_mismatch",
     "LinkRefused",
     "RunLock",

@@ -1,22 +1,35 @@
-"""The state file (what the player should show, written by the panels) and the status file (what
-the player shows, written by the player)."""
+"""The state file (what the player should show, written by the panels) and the status files (what
+each player shows, written by that player: one file per player, so two players on one run are two
+entries, and liveness comes from the writer's pid on this machine, not from its clock)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isaacgymenvs.protocol.files import atomic_write_bytes, open_regular_file, read_json_object
+from isaacgymenvs.protocol.files import (
+    atomic_write_bytes,
+    open_regular_file,
+    read_json_object,
+    writer_alive,
+)
 from isaacgymenvs.protocol.rundir import MAX_NAME_BYTES, RunDir, checkpoint_in_run
-from isaacgymenvs.protocol.runfs import RunLock
+from isaacgymenvs.protocol.runfs import RunLock, scandir_in, unlink_in
 
 STATE_FILE = ".checkpoint_state.json"
-STATUS_FILE = ".player_status.json"
+STATUS_FILE = ".player_status.json"  # before per-player files; still read
+STATUS_RE = re.compile(r"^\.player_status(\.[A-Za-z0-9_.-]{1,80})?\.json$")
+STATUSES_MAX = 64  # players listed per run; more files than this are ignored
+HOST = socket.gethostname()[:60]
+_status_seq = itertools.count(1)
 MODE_AUTO, MODE_MANUAL = "auto", "manual"
 
 
@@ -33,8 +46,19 @@ def state_file(run: RunDir) -> Path:
     return run.root / STATE_FILE
 
 
-def status_file(run: RunDir) -> Path:
-    return run.root / STATUS_FILE
+def status_file(run: RunDir, pid: int | None = None) -> Path:
+    """This process's (or `pid`'s on this machine) status file: `.player_status.<pid>.<host>.json`."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", HOST) or "host"
+    return run.root / f".player_status.{os.getpid() if pid is None else pid}.{host}.json"
+
+
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, Linux), to tell a pid reused by another."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def describe_bad_checkpoint_name(run: RunDir, relative: object) -> str:
@@ -102,10 +126,66 @@ def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> Checkp
 
 
 def write_status(run: RunDir, status: dict[str, Any]) -> None:
-    """The player's report of what it shows (panel reads it); includes a heartbeat time."""
-    data = json.dumps({**status, "heartbeat": time.time()}, indent=1).encode()
+    """The player's report of what it shows (panels read it).
+
+    With its pid, host and process start (a panel on this machine checks the process is alive),
+    a sequence number that grows with every write (a panel elsewhere sees it move or stop), and a
+    heartbeat time (shown, and the last resort for a player on another machine).
+    """
+    pid = os.getpid()
+    liveness = {"pid": pid, "host": HOST, "started": process_start(pid), "beat": next(_status_seq)}
+    data = json.dumps({**status, **liveness, "heartbeat": time.time()}, indent=1).encode()
     atomic_write_bytes(status_file(run), data, root=run.root)
 
 
+def read_statuses(run: RunDir) -> list[dict[str, Any]]:
+    """Every player's status on this run (unreadable or hostile files are skipped), newest first."""
+    try:
+        names = sorted(name for name, _ in scandir_in(run.root, run.root) if STATUS_RE.match(name))
+    except (OSError, ValueError):
+        return []
+    found = []
+    for name in names[:STATUSES_MAX]:
+        value = read_json_object(run.root / name, run.root)[0]
+        if value is not None:
+            found.append(value)
+    beat = [s.get("heartbeat") if isinstance(s.get("heartbeat"), (int, float)) else 0.0 for s in found]
+    return [s for _, s in sorted(zip(beat, found, strict=True), key=lambda x: -x[0])]
+
+
 def read_status(run: RunDir) -> dict[str, Any] | None:
-    return read_json_object(status_file(run), run.root)[0]
+    """The most recently written player status on this run, or None."""
+    statuses = read_statuses(run)
+    return statuses[0] if statuses else None
+
+
+def same_host_player_alive(status: dict[str, Any]) -> bool | None:
+    """For a status written on this machine: whether its process still runs (a reused pid is not
+    it: the process start differs); None for a status from another machine, or without a pid."""
+    pid, started = status.get("pid"), status.get("started")
+    if status.get("host") != HOST or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    if not writer_alive(pid):
+        return False
+    return not (isinstance(started, int) and process_start(pid) not in (None, started))
+
+
+def remove_dead_statuses(run: RunDir) -> int:
+    """Delete the status files of players of this machine that no longer run; returns how many."""
+    removed = 0
+    for name in (n for n, _ in _listed(run) if STATUS_RE.match(n)):
+        value = read_json_object(run.root / name, run.root)[0]
+        if value is not None and same_host_player_alive(value) is False:
+            try:
+                unlink_in(run.root, name)
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+def _listed(run: RunDir) -> list:
+    try:
+        return scandir_in(run.root, run.root)
+    except (OSError, ValueError):
+        return []
