@@ -165,7 +165,8 @@ class WebPanel:
             try:
                 if woken or time.monotonic() >= next_scan:
                     self.scan()
-                    next_scan = time.monotonic() + REFRESH_SECONDS
+                    # files still unchecked (a folder of thousands): the next batch at once
+                    next_scan = time.monotonic() + (0.0 if self.catalog.unchecked else REFRESH_SECONDS)
                 self.poll_status()
             except Exception as err:  # one bad read must not end the panel's updates
                 self.show_problem(f"Panel update failed: {protocol.first_line(err)}")
