@@ -96,7 +96,10 @@ def write_returns(path: Path, returns: list[float], root: Path | None = None) ->
     writer = csv.writer(text)
     writer.writerow(["episode", "return"])
     writer.writerows(enumerate(returns, 1))
-    protocol.atomic_write_bytes(path, text.getvalue().encode(), root=root if root is not None else path.parent)
+    root = root if root is not None else path.parent
+    if path.parent != root:
+        protocol.make_dirs_in(root, path.parent)  # created below the run, never through a link
+    protocol.atomic_write_bytes(path, text.getvalue().encode(), root=root)
 
 
 def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
