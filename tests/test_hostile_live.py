@@ -222,10 +222,12 @@ def test_a_hostile_params_file_is_one_sentence_for_player_and_panel(tmp_path, ma
 # --- live: trainer + headless player + catalogue, fed hostile files ------------------------------
 
 
-def hostile_states(run: protocol.RunDir, outside: Path) -> list[tuple[str, object, str]]:
+def hostile_states(run: protocol.RunDir, outside: Path, trained: Path) -> list[tuple[str, object, str]]:
     """(name, how to plant it, what the player's status must say)."""
     nan = run.nn / "nan_weights.pth"
-    torch.save({"model": {**GOOD_MODEL, "a2c_network.mu.weight": torch.full((1, 8), math.nan)}}, nan)
+    model = protocol.model_weights(protocol.read_checkpoint_dict(trained), trained.name)  # fits the network
+    model["a2c_network.mu.weight"] = torch.full_like(model["a2c_network.mu.weight"], math.nan)
+    torch.save({"model": model}, nan)
     (run.nn / "link_out.pth").symlink_to(outside)
     state = protocol.state_file(run)
 
@@ -267,7 +269,7 @@ def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
                            "checkpoint_reload_interval=1", *CPU, cwd=tmp_path, stdout=log)  # fmt: skip
         wait_for(lambda: (protocol.read_status(run) or {}).get("checkpoint") == periodic.name, 120, "a load", player)
         catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
-        for name, plant, expected in hostile_states(run, outside):
+        for name, plant, expected in hostile_states(run, outside, periodic):
             heartbeat = (protocol.read_status(run) or {}).get("heartbeat", 0)
             plant()
 

@@ -86,11 +86,15 @@ def test_the_panel_lists_each_player_on_the_run(cartpole_run):
     protocol.write_status(run, {"phase": "loaded", "checkpoint": "latest.pth", "epoch": 6})
     status = json.loads(protocol.status_file(run).read_text())
     other = {**status, "pid": os.getppid(), "started": None, "phase": "failed", "checkpoint": "m2.pth"}
-    protocol.status_file(run, os.getppid()).write_text(json.dumps({**other, "heartbeat": status["heartbeat"] - 1}))
-    summary, shown = player_summary(run)
-    assert summary == "loaded" and [o["checkpoint"] for o in shown["other_players"]] == ["m2.pth"]
-    assert f"2 players follow this run; also pid {os.getppid()} on " in status_html(summary, shown)
-    assert "failed m2.pth" in status_html(summary, shown)
+    second = protocol.status_file(run, os.getppid())
+    second.write_text(json.dumps({**other, "heartbeat": status["heartbeat"] - 1}))
+    try:
+        summary, shown = player_summary(run)
+        assert summary == "loaded" and [o["checkpoint"] for o in shown["other_players"]] == ["m2.pth"]
+        assert f"2 players follow this run; also pid {os.getppid()} on " in status_html(summary, shown)
+        assert "failed m2.pth" in status_html(summary, shown)
+    finally:
+        second.unlink()  # the run is shared with the next tests
 
 
 def wait_for_entries(qtbot, window, n):
