@@ -130,39 +130,43 @@ def resolve_source(train_dir: str, experiment: str, checkpoint: str) -> tuple[Ru
 
 def run_config(run: RunDir) -> DictConfig:
     try:
-        saved = OmegaConf.load(run.config_file)
+        saved = protocol.read_params(run)  # bounded, and never through a link below the run
         saved.task.name, saved.train.params  # noqa: B018 - both sections must be there
     except Exception as err:  # missing, unreadable, not YAML, not ours: one message
         raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
     return saved
 
 
-def load_source(path: Path, task: VecTask) -> tuple[CheckpointInfo, int, str]:
-    """(checkpoint, size, sha256) of the same bytes, even while a trainer replaces latest.pth.
+def read_source(path: Path, run: RunDir) -> bytes:
+    """The checkpoint's bytes, read once; a file of the run is reached without following links.
 
-    The digest is taken after the load; if the file changed identity in between (an atomic
-    replace gives a new inode), both are taken again.
+    One read gives the weights and the digest of the same bytes, even while a trainer replaces
+    latest.pth. A `checkpoint=` outside the run is the user's own choice and is opened as named.
     """
-    for _ in range(5):
-        before = _identity(path)
-        try:
-            info = protocol.load_checkpoint(path, task.cfg.name, task.num_obs, task.num_actions)
-            size, sha256 = protocol.file_digest(path)
-        except CheckpointRejected as err:
-            raise UserError(f"Cannot export {path}: {err}.") from None
-        except OSError:
-            continue
-        if before is not None and _identity(path) == before:
-            return info, size, sha256
-    raise UserError(f"Cannot export {path}: it kept being replaced while it was read; try again.")
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
+    inside = os.path.abspath(path).startswith(os.path.abspath(run.root) + os.sep)
     try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
+        fd = protocol.open_regular_file(path, protocol.CHECKPOINT_MAX_BYTES, root=run.root if inside else None)
+    except FileNotFoundError:
+        raise UserError(f"Cannot export {path}: it does not exist.") from None
+    except OSError as err:
+        raise UserError(f"Cannot export {path}: {err}.") from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def load_source(path: Path, task: VecTask, run: RunDir) -> tuple[CheckpointInfo, int, str]:
+    """(checkpoint, size, sha256) of the same bytes."""
+    data = read_source(path, run)
+    try:
+        ckpt = protocol.torch_load_weights(io.BytesIO(data))
+    except Exception as err:  # torn zip, EOF, pickle refusal: all one message
+        why = f"{path.name} is torn or not a checkpoint ({protocol.first_line(err)})"
+        raise UserError(f"Cannot export {path}: {why}.") from None
+    try:
+        info = protocol.validate_checkpoint(ckpt, path, task.cfg.name, task.num_obs, task.num_actions)
+    except CheckpointRejected as err:
+        raise UserError(f"Cannot export {path}: {err}.") from None
+    return info, len(data), hashlib.sha256(data).hexdigest()
 
 
 # --- building and writing the files ----------------------------------------------------------
@@ -305,26 +309,30 @@ def describe(
     }
 
 
-def write_together(targets: dict[Path, bytes]) -> None:
-    """Write every file to a temp file first, then rename them all into place.
+def write_together(root: Path, directory: str, files: dict[str, bytes]) -> None:
+    """Write every file to a temp file in `<root>/<directory>` first, then rename them all into place.
 
-    A failure while writing (full disk, no permission) leaves none of them and no temp files; a
-    reader of any one final name sees it whole (atomic replace), as with protocol.atomic_write.
+    The directory is created and reached without following a link (an `exported/` link out of the
+    run is refused, never written through). A failure while writing (full disk, no permission)
+    leaves none of them and no temp files; a reader of any one final name sees it whole.
     """
-    temps: dict[Path, Path] = {}
-    try:
-        for path, data in targets.items():
-            tmp = temps[path] = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
-    protocol.fsync_dir(next(iter(targets)).parent)
+    with protocol.runfs.open_dir(root, [directory], create=True) as dir_fd:
+        temps: dict[str, str] = {}
+        try:
+            for name, data in files.items():
+                temps[name] = f".{name}.tmp-{os.getpid()}"
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+                with os.fdopen(os.open(temps[name], flags, 0o644, dir_fd=dir_fd), "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            for name, tmp in temps.items():
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        finally:
+            for tmp in temps.values():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+        os.fsync(dir_fd)
 
 
 def require_exporter() -> None:
@@ -341,7 +349,7 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     require_exporter()
     saved = run_config(run)
     task = make_task(saved, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0, compile_task=False)
-    info, size, sha256 = load_source(checkpoint, task)
+    info, size, sha256 = load_source(checkpoint, task, run)
     train_params = OmegaConf.to_container(saved.train, resolve=True)
     with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer they make
         policy = Policy(train_params, task.num_obs, task.num_actions, "cpu", stochastic=False)
@@ -363,17 +371,18 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     files = ExportedFiles(out / f"{stem}.onnx", out / f"{stem}.pt", out / f"{stem}.json")
     blobs = {"onnx": (files.onnx.name, onnx_bytes), "torchscript": (files.torchscript.name, script_bytes)}
     description = describe(task, run, info, size, sha256, module, blobs, opset)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"Cannot write the exported files: {out} exists and is not a folder.")
     try:
-        out.mkdir(exist_ok=True)
         write_together(
+            run.root,
+            EXPORT_DIR,
             {
-                files.onnx: onnx_bytes,
-                files.torchscript: script_bytes,
-                files.description: json.dumps(description, indent=1).encode(),
-            }  # fmt: skip
+                files.onnx.name: onnx_bytes,
+                files.torchscript.name: script_bytes,
+                files.description.name: json.dumps(description, indent=1).encode(),
+            },
         )
+    except protocol.LinkRefused:
+        raise UserError(f"Cannot write the exported files: {out} is a symbolic link or not a folder.") from None
     except OSError as err:
         raise UserError(f"Cannot write the exported files into {out} ({err.strerror or err}).") from None
     return files

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from rl_games.algos_torch import model_builder
 
+from isaacgymenvs.protocol.checkpoints import network_mismatch
+
 
 class Policy:
     """Deterministic (the mean action) unless `stochastic`; weights swapped in place."""
@@ -37,6 +39,9 @@ class Policy:
         With `probe_obs`, the new policy must also act finitely on them (finite weights can still
         overflow to an infinite std, and rl_games samples on every forward pass), else it is refused.
         """
+        mismatch = network_mismatch(state_dict, self.shapes())
+        if mismatch:  # torch would say only "Error(s) in loading state_dict for Network"
+            raise RuntimeError(f"its weights do not fit the network: it {mismatch}")
         previous = {k: v.clone() for k, v in self.model.state_dict().items()}
         try:
             self.model.load_state_dict(state_dict, strict=True)
@@ -46,6 +51,10 @@ class Policy:
             self.model.load_state_dict(previous, strict=True)
             raise
         self.loaded = True
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The network's state-dict entries and shapes: what a checkpoint must hold to be loaded."""
+        return {key: tuple(value.shape) for key, value in self.model.state_dict().items()}
 
     @torch.inference_mode()
     def _probe(self, obs: torch.Tensor) -> None:

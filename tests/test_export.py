@@ -224,11 +224,15 @@ def nothing_exported(run: protocol.RunDir, stem: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["torn", "foreign", "unknown experiment", "unwritable", "no run"])
-def test_cli_refuses_bad_input_with_one_sentence(ant_copy, case, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "case",
+    ["torn", "foreign", "unknown experiment", "unwritable", "no run", "linked latest", "linked nn", "linked exported"],
+)
+def test_cli_refuses_bad_input_with_one_sentence(ant_copy, case, monkeypatch, capsys, tmp_path_factory):
     from isaacgymenvs.cli import main
 
     parent, run, cartpole = ant_copy
+    outside = tmp_path_factory.mktemp("outside")
     monkeypatch.chdir(parent)
     good = run.latest_checkpoint.read_bytes()
     args, stem, expect = [f"checkpoint={run.nn / 'bad.pth'}"], "bad", ""
@@ -242,17 +246,34 @@ def test_cli_refuses_bad_input_with_one_sentence(ant_copy, case, monkeypatch, ca
         args, stem, expect = ["experiment=Walker"], "latest", "No run in runs/ matches experiment=Walker"
     elif case == "unwritable":
         (run.root / "exported").write_text("a file where the exported folder should be")
-        args, stem, expect = [f"experiment={run.name}"], "latest", "exported exists and is not a folder"
+        args, stem, expect = [f"experiment={run.name}"], "latest", "exported is a symbolic link or not a folder"
+    elif case == "linked latest":  # a good Ant checkpoint, but outside the run
+        shutil.move(run.latest_checkpoint, outside / "latest.pth")
+        run.latest_checkpoint.symlink_to(outside / "latest.pth")
+        args, stem, expect = (
+            [f"experiment={run.name}"],
+            "latest",
+            "latest.pth is a symbolic link, which is not followed",
+        )
+    elif case == "linked nn":
+        shutil.move(run.nn, outside / "nn")
+        run.nn.symlink_to(outside / "nn")
+        args, stem, expect = [f"experiment={run.name}"], "latest", "latest.pth: nn/ is a symbolic link"
+    elif case == "linked exported":
+        (run.root / "exported").symlink_to(outside)
+        args, stem, expect = [f"experiment={run.name}"], "latest", "exported is a symbolic link or not a folder"
     else:
         shutil.copy(run.latest_checkpoint, parent / "loose.pth")
         args, stem, expect = ["checkpoint=loose.pth"], "loose", "is not in a run's nn/ folder"
     assert main(["mode=export", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: ") and expect in err and len(err.splitlines()) == 1, err
-    if case != "unwritable":
-        assert nothing_exported(run, stem)
-    else:
+    if case == "unwritable":
         assert (run.root / "exported").is_file()
+    elif case != "linked nn":
+        assert nothing_exported(run, stem)
+    exported = (".onnx", ".pt", ".json") if case == "linked exported" else (".onnx", ".pt")  # nn/ has latest.json
+    assert not any(p.name.endswith(exported) or ".tmp-" in p.name for p in outside.rglob("*"))
 
 
 @pytest.mark.slow
@@ -282,19 +303,18 @@ def test_latest_replaced_while_exporting_is_described_by_the_bytes_that_were_exp
     _, run, _ = ant_copy
     older = run.nn / ".older.pth"
     shutil.copy(next(run.nn.glob("last_Ant_ep_5_*.pth")), older)
-    real_load, loads = protocol.load_checkpoint, []
+    exported = run.latest_checkpoint.read_bytes()
+    real_read = export.read_source
 
-    def load_then_trainer_publishes(*args, **kwargs):
-        loads.append(real_load(*args, **kwargs))
-        if len(loads) == 1:
-            os.replace(older, run.latest_checkpoint)  # as the publisher's atomic replace
-        return loads[-1]
+    def read_then_trainer_publishes(path, run_):
+        data = real_read(path, run_)
+        os.replace(older, run.latest_checkpoint)  # as the publisher's atomic replace, right after the read
+        return data
 
-    monkeypatch.setattr(export.protocol, "load_checkpoint", load_then_trainer_publishes)
+    monkeypatch.setattr(export, "read_source", read_then_trainer_publishes)
     files = export.export_checkpoint(run, run.latest_checkpoint)
     source = json.loads(files.description.read_text())["source_checkpoint"]
-    assert len(loads) == 2 and loads[0].epoch == 10 and source["epoch"] == 5
-    assert source["sha256"] == hashlib.sha256(run.latest_checkpoint.read_bytes()).hexdigest()
+    assert source["epoch"] == 10 and source["sha256"] == hashlib.sha256(exported).hexdigest()
 
 
 @pytest.mark.slow

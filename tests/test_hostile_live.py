@@ -81,9 +81,31 @@ def test_latest_link_out_of_the_run_is_refused_and_the_policy_kept(tmp_path):
         run.latest_checkpoint.unlink()
         run.latest_checkpoint.symlink_to(outside)
         wait_for(lambda: follower.error, 5, "a refusal")
-        assert follower.error == "latest.pth leads outside the run directory; it is not read"
+        assert follower.error == "latest.pth is a symbolic link, which is not followed"
         assert follower.take_ready() is None
         wait_for(lambda: (protocol.read_status(run) or {}).get("phase") == "failed", 5, "the status")
+    finally:
+        follower.stop()
+
+
+def test_auto_pressed_while_latest_is_refused_says_so_and_what_is_still_shown(tmp_path):
+    run = synthetic_run(tmp_path)
+    torch.save({"model": GOOD_MODEL, "metadata": {"task": "Cartpole", "epoch": 2}}, run.nn / "m2.pth")
+    run.latest_checkpoint.write_bytes(b"PK\x03\x04 torn")
+    messages: list[str] = []
+    follower = make_follower(run, messages)
+    follower.start()
+    try:
+        wait_for(lambda: follower.error, 5, "latest.pth refused in auto")
+        protocol.write_state(run, "manual", "nn/m2.pth")
+        follower.applied(wait_for(follower.take_ready, 5, "m2.pth"))
+        wait_for(lambda: (protocol.read_status(run) or {}).get("phase") == "loaded", 5, "m2.pth shown")
+        protocol.write_state(run, "auto")  # the panel's Auto while latest.pth is still the refused file
+        error = wait_for(lambda: (protocol.read_status(run) or {}).get("error"), 5, "the refusal in the status")
+        assert error.startswith("auto: latest.pth refused: latest.pth is torn or not a checkpoint"), error
+        assert error.endswith("; still showing m2.pth"), error
+        status = protocol.read_status(run)
+        assert (status["phase"], status["mode"], status["checkpoint"]) == ("failed", "auto", "m2.pth")
     finally:
         follower.stop()
 
@@ -200,10 +222,12 @@ def test_a_hostile_params_file_is_one_sentence_for_player_and_panel(tmp_path, ma
 # --- live: trainer + headless player + catalogue, fed hostile files ------------------------------
 
 
-def hostile_states(run: protocol.RunDir, outside: Path) -> list[tuple[str, object, str]]:
+def hostile_states(run: protocol.RunDir, outside: Path, trained: Path) -> list[tuple[str, object, str]]:
     """(name, how to plant it, what the player's status must say)."""
     nan = run.nn / "nan_weights.pth"
-    torch.save({"model": {**GOOD_MODEL, "a2c_network.mu.weight": torch.full((1, 8), math.nan)}}, nan)
+    model = protocol.model_weights(protocol.read_checkpoint_dict(trained), trained.name)  # fits the network
+    model["a2c_network.mu.weight"] = torch.full_like(model["a2c_network.mu.weight"], math.nan)
+    torch.save({"model": model}, nan)
     (run.nn / "link_out.pth").symlink_to(outside)
     state = protocol.state_file(run)
 
@@ -220,7 +244,7 @@ def hostile_states(run: protocol.RunDir, outside: Path) -> list[tuple[str, objec
         ("huge", text(" " * 5_000_000), "more than the 65536 allowed"),
         ("missing", text('{"mode": "manual", "checkpoint": "nn/gone.pth", "seq": 90}'), "does not exist"),
         ("long", text('{"mode": "manual", "checkpoint": "nn/' + "x" * 5000 + '.pth", "seq": 91}'), "at most 1024"),
-        ("link out", text('{"mode": "manual", "checkpoint": "nn/link_out.pth", "seq": 92}'), "not a .pth file inside"),
+        ("link out", text('{"mode": "manual", "checkpoint": "nn/link_out.pth", "seq": 92}'), "symbolic link"),
         ("nan", text('{"mode": "manual", "checkpoint": "nn/nan_weights.pth", "seq": 93}'), "non-finite values"),
     ]
 
@@ -245,7 +269,7 @@ def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
                            "checkpoint_reload_interval=1", *CPU, cwd=tmp_path, stdout=log)  # fmt: skip
         wait_for(lambda: (protocol.read_status(run) or {}).get("checkpoint") == periodic.name, 120, "a load", player)
         catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
-        for name, plant, expected in hostile_states(run, outside):
+        for name, plant, expected in hostile_states(run, outside, periodic):
             heartbeat = (protocol.read_status(run) or {}).get("heartbeat", 0)
             plant()
 
@@ -261,7 +285,7 @@ def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
             entries = {e.name: e for e in catalog.scan()}
             assert entries[periodic.name].problem is None and entries["latest.pth"].problem is None
         assert "non-finite" in entries["nan_weights.pth"].problem
-        assert "leads outside the run directory" in entries["link_out.pth"].problem
+        assert "link_out.pth is a symbolic link, which is not followed" in entries["link_out.pth"].problem
         protocol.write_state(run, "auto")  # a good file returns: the player follows the trainer again
         wait_for(lambda: (protocol.read_status(run) or {}).get("epoch", 0) > 20, 60, "a newer epoch", player)
         first = protocol.read_status(run)["epoch"]
@@ -463,6 +487,21 @@ def test_panel_refuses_an_experiment_that_is_a_path(tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("Error: experiment='../elsewhere_2026-01-01_00-00-00' must be a name")
+
+
+def test_a_name_too_long_in_bytes_is_one_sentence_in_every_mode_and_the_panel(tmp_path):
+    """64 emoji are 64 characters but 256 bytes: the run directory's name would not fit (ENAMETOOLONG)."""
+    name = "\U0001f916" * 64
+    commands = [[sys.executable, str(REPO / "isaacgymenvs" / "train_play.py"), "task=Cartpole", *CPU, f"mode={mode}",
+                 f"experiment='{name}'"] for mode in ("train", "play", "export")]  # fmt: skip
+    panel = REPO / "isaacgymenvs" / "checkpoint_control_panel.py"
+    commands.append([sys.executable, str(panel), f"--experiment={name}"])
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+        assert len(lines) == 1 and "is 256 bytes in UTF-8; a run name must fit the file system" in lines[0], lines
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -55,15 +56,45 @@ def test_catalog_lists_newest_first_with_labels_and_marks_bad_files(cartpole_run
     assert "belongs to task Ant" in by_name["foreign.pth"].problem
 
 
-def test_player_summary_reports_stale_heartbeat(cartpole_run):
+def test_player_liveness_comes_from_the_pid_not_the_players_clock(cartpole_run):
+    """Held-out check: a player whose clock was 1 h ahead showed 'loaded' 30 s after it was killed;
+    one 1 h behind showed 'player not running' while it ran."""
+    import subprocess
+    import sys
+
     from isaacgymenvs.panel.catalog import player_summary
 
     _, run = cartpole_run
     protocol.write_status(run, {"phase": "loaded", "checkpoint": "latest.pth", "epoch": 6})
     assert player_summary(run)[0] == "loaded"
-    assert player_summary(run, now=time.time() + 10)[0] == "player not running"
-    protocol.status_file(run).write_text("{half")
+    assert player_summary(run, now=time.time() + 3600)[0] == "loaded"  # its clock 1 h behind: still running
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    status = json.loads(protocol.status_file(run).read_text())
+    protocol.status_file(run).unlink()
+    ahead = {**status, "pid": dead.pid, "started": None, "heartbeat": time.time() + 3600}  # killed, clock ahead
+    protocol.status_file(run, dead.pid).write_text(json.dumps(ahead))
     assert player_summary(run)[0] == "player not running"
+    protocol.status_file(run, dead.pid).write_text("{half")
+    assert player_summary(run)[0] == "player not running"
+
+
+def test_the_panel_lists_each_player_on_the_run(cartpole_run):
+    from isaacgymenvs.panel.catalog import player_summary, status_html
+
+    _, run = cartpole_run
+    protocol.write_status(run, {"phase": "loaded", "checkpoint": "latest.pth", "epoch": 6})
+    status = json.loads(protocol.status_file(run).read_text())
+    other = {**status, "pid": os.getppid(), "started": None, "phase": "failed", "checkpoint": "m2.pth"}
+    second = protocol.status_file(run, os.getppid())
+    second.write_text(json.dumps({**other, "heartbeat": status["heartbeat"] - 1}))
+    try:
+        summary, shown = player_summary(run)
+        assert summary == "loaded" and [o["checkpoint"] for o in shown["other_players"]] == ["m2.pth"]
+        assert f"2 players follow this run; also pid {os.getppid()} on " in status_html(summary, shown)
+        assert "failed m2.pth" in status_html(summary, shown)
+    finally:
+        second.unlink()  # the run is shared with the next tests
 
 
 def wait_for_entries(qtbot, window, n):

@@ -181,7 +181,7 @@ def test_special_files_as_checkpoints_are_refused_without_blocking(run, tmp_path
     torch.save({"model": GOOD_MODEL}, outside)
     run.latest_checkpoint.symlink_to(outside)
     assert protocol.load_checkpoint(run.latest_checkpoint, "Cartpole", 4, 1)  # loadable as a file...
-    with pytest.raises(CheckpointRejected, match="latest.pth leads outside the run directory"):
+    with pytest.raises(CheckpointRejected, match="latest.pth is a symbolic link, which is not followed"):
         protocol.load_checkpoint_in_run(run, run.latest_checkpoint, "Cartpole", 4, 1)  # ...but not as the run's
 
 
@@ -213,3 +213,83 @@ def test_compiled_model_keys_are_read_as_plain_ones(tmp_path):
     path = tmp_path / "compiled.pth"
     torch.save({"model": {f"_orig_mod.{k}": v for k, v in GOOD_MODEL.items()}}, path)
     assert set(protocol.load_checkpoint(path, "Cartpole", 4, 1).model) == set(GOOD_MODEL)
+
+
+def cartpole_network():
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs.config import load_config
+    from isaacgymenvs.policy import Policy
+
+    cfg = load_config(["task=Cartpole", "sim_device=cpu", "rl_device=cpu"])
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    return cfg, Policy(train, 4, 1, "cpu", stochastic=False)
+
+
+def refused_variants(good: dict) -> dict[str, dict]:
+    """What the held-out check found listed as loadable and then refused by the player at swap time."""
+    wider = {k: v for k, v in good.items()}
+    first = next(k for k in good if k.endswith("actor_mlp.0.weight"))
+    wider[first] = torch.zeros(good[first].shape[0] * 2, good[first].shape[1])
+    value_head = dict(good, **{"a2c_network.value.weight": torch.zeros(2, good["a2c_network.value.weight"].shape[1])})
+    no_sigma = {k: v for k, v in good.items() if k != "a2c_network.sigma"}
+    square_sigma = dict(good, **{"a2c_network.sigma": torch.zeros(8, 8)})
+    return {"wider": wider, "value_head": value_head, "no_sigma": no_sigma, "square_sigma": square_sigma}
+
+
+def test_a_network_mismatch_names_the_first_entry_and_both_shapes():
+    _, policy = cartpole_network()
+    good = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    assert protocol.network_mismatch(good, policy.shapes()) is None
+    variants = refused_variants(good)
+    mismatch = {name: protocol.network_mismatch(model, policy.shapes()) for name, model in variants.items()}
+    hidden = good[next(k for k in good if k.endswith("actor_mlp.0.weight"))].shape[0]
+    assert f"of shape [{2 * hidden}, 4]; the network's is [{hidden}, 4]" in mismatch["wider"]
+    assert mismatch["value_head"].startswith("has 'a2c_network.value.weight' of shape [2, ")
+    assert mismatch["no_sigma"] == "has no 'a2c_network.sigma' (the network's is [1])"
+    assert mismatch["square_sigma"] == "has 'a2c_network.sigma' of shape [8, 8]; the network's is [1]"
+    with pytest.raises(RuntimeError, match=r"its weights do not fit the network: it has 'a2c_network.sigma' of shape"):
+        policy.load(variants["square_sigma"])  # the player's swap-time refusal says which entry, not "Error(s)"
+
+
+def test_the_catalogue_marks_what_the_player_would_refuse(tmp_path):
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, run_info
+
+    cfg, policy = cartpole_network()
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    protocol.write_params(run, cfg)
+    good = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    torch.save({"model": good, "metadata": {"task": "Cartpole", "epoch": 1}}, run.nn / "good.pth")
+    for name, model in refused_variants(good).items():
+        torch.save({"model": model, "metadata": {"task": "Cartpole", "epoch": 1}}, run.nn / f"{name}.pth")
+    entries = {e.name: e for e in CheckpointCatalog(run, run_info(run)).scan()}
+    assert entries["good.pth"].problem is None
+    for name in refused_variants(good):
+        assert entries[f"{name}.pth"].problem.startswith(f"{name}.pth has "), entries[f"{name}.pth"].problem
+
+
+@pytest.mark.slow
+def test_a_1gb_file_with_an_extra_tensor_is_refused_without_reading_it(tmp_path):
+    import subprocess
+    import sys
+
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    model = dict(GOOD_MODEL, extra=torch.zeros(256 * 1024**2))  # 1 GiB of float32 beside a valid policy
+    torch.save({"model": model, "metadata": {"task": "Cartpole", "epoch": 1}}, run.latest_checkpoint)
+    del model
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from isaacgymenvs import protocol\n"
+        "run = protocol.RunDir(Path(sys.argv[1]))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    protocol.load_checkpoint_in_run(run, run.latest_checkpoint, 'Cartpole', 4, 1)\n"
+        "except protocol.CheckpointRejected as err:\n"
+        "    print(err)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(run.root)], capture_output=True, text=True, timeout=120)
+    refusal, grown_mb = result.stdout.splitlines()
+    assert refusal.startswith("latest.pth holds 1024 MB of tensors, more than the 256 MB"), result.stderr[-2000:]
+    assert int(grown_mb) < 150, f"the player grew by {grown_mb} MB to refuse it"

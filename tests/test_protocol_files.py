@@ -76,8 +76,8 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     path = tmp_path / "x.json"
     protocol.atomic_write_bytes(path, b"old")
 
-    def torn(tmp):
-        tmp.write_bytes(b"half")
+    def torn(f):
+        f.write(b"half")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

@@ -64,7 +64,7 @@ def test_nothing_is_written_through_a_link_out_of_the_run(run, tmp_path):
         protocol.append_metrics(run, 1, 10, 1.0, 0.0)
     assert (outside / "metrics.csv").read_text() == "mine\n"
     (run.root / "videos").symlink_to(outside)
-    with pytest.raises(UserError, match="videos leads outside the run directory"):
+    with pytest.raises(UserError, match="videos is a symbolic link or not a directory; remove it"):
         protocol.output_dir_in_run(run, "videos")
     assert protocol.output_dir_in_run(run, "eval") == run.root / "eval"
 
@@ -76,12 +76,15 @@ def test_checkpoint_names_outside_the_run_are_refused(run, relative):
     assert protocol.checkpoint_in_run(run, relative) is None
 
 
-def test_checkpoint_names_inside_the_run_resolve_there(run, tmp_path):
-    assert protocol.checkpoint_in_run(run, "nn/a.pth") == run.nn.resolve() / "a.pth"
+def test_checkpoint_names_inside_the_run_stay_there_and_links_are_refused_when_opened(run, tmp_path):
+    assert protocol.checkpoint_in_run(run, "nn/a.pth") == run.nn / "a.pth"
+    assert protocol.checkpoint_in_run(run, "nn/../nn/./a.pth") == run.nn / "a.pth"  # lexical
     outside = tmp_path / "outside.pth"
     outside.write_bytes(b"x")
     (run.nn / "link.pth").symlink_to(outside)
-    assert protocol.checkpoint_in_run(run, "nn/link.pth") is None  # resolved: the link leads out
+    path = protocol.checkpoint_in_run(run, "nn/link.pth")  # a name inside; links are refused on open
+    with pytest.raises(protocol.CheckpointRejected, match="link.pth is a symbolic link, which is not followed"):
+        protocol.load_checkpoint_in_run(run, path, "Cartpole", 4, 1)
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", ".hidden", "x" * 101, 5])
@@ -103,3 +106,31 @@ def test_params_that_are_not_a_mapping_are_a_value_error(run):
     run.config_file.write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="is not a YAML mapping"):
         protocol.read_params(run)
+
+
+def test_temps_of_a_writer_killed_after_the_run_was_opened_are_removed_by_panel_and_player(run, monkeypatch):
+    import subprocess
+    import sys
+
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.player import follower as follower_module
+
+    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    monkeypatch.setattr(follower_module, "CLEAN_SECONDS", 0.2)
+    player = follower_module.CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=False, log=lambda m: None)
+    player.start()
+    try:
+        for who in ("panel", "player"):
+            dead = subprocess.Popen([sys.executable, "-c", "pass"])
+            dead.wait()
+            temp = run.nn / f".latest.pth.tmp-{dead.pid}-1"  # a trainer killed mid-publish, after opening
+            temp.write_bytes(b"half")
+            if who == "panel":
+                catalog.scan()
+            else:
+                deadline = time.monotonic() + 5
+                while temp.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            assert not temp.exists(), who
+    finally:
+        player.stop()

@@ -269,12 +269,12 @@ def test_training_goes_on_when_publishing_fails(make_cfg, tmp_path, monkeypatch,
     # disk for those stops training with one sentence, tested in test_hostile_live.py).
     atomic_write = protocol.atomic_write
 
-    def disk_full_for_latest(path, write):
-        def write_then_fail(tmp):
-            write(tmp)
+    def disk_full_for_latest(path, write, **kwargs):
+        def write_then_fail(f):
+            write(f)
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        return atomic_write(path, write_then_fail if path.name.startswith("latest.") else write)
+        return atomic_write(path, write_then_fail if path.name.startswith("latest.") else write, **kwargs)
 
     monkeypatch.setattr(protocol.publishing, "atomic_write", disk_full_for_latest)  # publish_latest's own
     _, run = train_in_process(make_cfg, tmp_path, "max_iterations=5", "checkpoint_save_freq=1")

@@ -7,7 +7,9 @@ size, mtime): a refresh of 1000 unchanged checkpoints costs 1000 stat calls, not
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import math
 import os
 import time
@@ -16,11 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
 from isaacgymenvs.tasks import task_class
 
 STALE_HEARTBEAT_SECONDS = 3.0
+SCAN_BUDGET_SECONDS = 0.5  # checking (loading) files per scan; the rest are listed and checked next
+UNCHECKED = "not checked yet"
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,32 @@ class RunInfo:
     task: str
     num_obs: int
     num_actions: int
+    shapes: dict[str, tuple[int, ...]] | None = None  # the run's network; None: observations/actions only
+
+
+def network_shapes(train: dict, num_obs: int, num_actions: int) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of the network the run's config builds (None if it cannot be built).
+
+    The catalogue then marks as unloadable what the player would refuse at swap time (a wider hidden
+    layer, a value head of another size, a missing sigma), instead of listing it as loadable.
+    """
+    from isaacgymenvs.policy import Policy
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer
+            return Policy(train, num_obs, num_actions, "cpu", stochastic=False).shapes()
+    except Exception:  # an odd or foreign train section: fall back to the observation/action check
+        return None
 
 
 def run_info(run: RunDir) -> RunInfo:
     """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
-    task = str(protocol.read_params(run).task.name)
+    params = protocol.read_params(run)
+    task = str(params.task.name)
     cls = task_class(task)
-    return RunInfo(task, cls.num_obs, cls.num_actions)
+    train = OmegaConf.to_container(params.train, resolve=True) if "train" in params else None
+    shapes = network_shapes(train, cls.num_obs, cls.num_actions) if isinstance(train, dict) else None
+    return RunInfo(task, cls.num_obs, cls.num_actions, shapes)
 
 
 class CheckpointCatalog:
@@ -71,29 +96,45 @@ class CheckpointCatalog:
         self.run, self.info = run, info
         protocol.clean_stale_temp_files(run)  # opened for following: a killed writer's leftovers go
         self._cache: dict[str, tuple[tuple[int, int, int], CheckpointEntry]] = {}
+        self.unchecked = 0  # files listed by the last scan but not checked yet
 
-    def scan(self) -> list[CheckpointEntry]:
-        """All *.pth in nn/, newest first (by modification time, never by name)."""
-        entries = []
-        try:
-            paths = [p for p in self.run.nn.iterdir() if p.suffix == ".pth" and not p.name.startswith(".")]
+    def scan(self, budget: float = SCAN_BUDGET_SECONDS) -> list[CheckpointEntry]:
+        """All *.pth in nn/, newest first (by modification time, never by name).
+
+        Listing is cheap; checking a file means loading it. Files are checked newest first for at
+        most `budget` seconds a scan; the others are listed at once as UNCHECKED (their epoch and
+        reward from the file name) and checked by the next scans (`unchecked` says how many are
+        left): with 10,000 files the list stayed empty for 50-57 s while every file was loaded.
+        """
+        protocol.clean_stale_temp_files(self.run)  # a trainer killed since the last scan left temps
+        protocol.remove_dead_statuses(self.run)  # and players of this machine that ended, their status
+        try:  # nn/ reached without following a link (a link swapped in is refused, not listed)
+            listed = protocol.scandir_in(self.run.root, "nn")
         except OSError as err:
             raise FileNotFoundError(f"cannot list {self.run.nn} ({err})") from None
-        for path in paths:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue  # replaced or deleted while scanning
+        listed = sorted(
+            ((name, st) for name, st in listed if name.endswith(".pth") and not name.startswith(".")),
+            key=lambda item: item[1].st_mtime,
+            reverse=True,
+        )
+        deadline = time.monotonic() + budget
+        entries, self.unchecked = [], 0
+        for name, st in listed:
+            path = self.run.nn / name
             identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-            cached = self._cache.get(path.name)
+            cached = self._cache.get(name)
             if cached is None or cached[0] != identity:
+                if time.monotonic() > deadline:
+                    self.unchecked += 1
+                    entries.append(self._entry(path, st, None, None, UNCHECKED))
+                    continue
                 cached = (identity, self._validate(path, st))
-                self._cache[path.name] = cached
+                self._cache[name] = cached
             entries.append(cached[1])
         live = {e.name for e in entries}
         for gone in set(self._cache) - live:
             del self._cache[gone]
-        return sorted(entries, key=lambda e: e.mtime, reverse=True)
+        return entries
 
     def _validate(self, path: Path, st: os.stat_result) -> CheckpointEntry:
         """One entry; a file that cannot be used is listed with its reason, never an exception.
@@ -104,30 +145,66 @@ class CheckpointCatalog:
         epoch = reward = problem = None
         try:
             loaded = protocol.load_checkpoint_in_run(
-                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions
+                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions, shapes=self.info.shapes
             )
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)
         except Exception as err:
             problem = f"{path.name} cannot be checked ({type(err).__name__}: {protocol.first_line(err)})"
+        return self._entry(path, st, epoch, reward, problem)
+
+    @staticmethod
+    def _entry(path: Path, st: os.stat_result, epoch: int | None, reward: float | None, problem: str | None):
         named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
         epoch = named_epoch if named_epoch is not None else epoch
         reward = named_reward if named_reward is not None else reward
         return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)
 
 
-def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | None]:
-    """('loaded' | 'loading' | 'waiting' | 'failed' | 'player not running', status dict)."""
-    status = protocol.read_status(run)
-    now = time.time() if now is None else now
-    heartbeat = status.get("heartbeat") if status else None
-    if not isinstance(heartbeat, (int, float)) or not math.isfinite(heartbeat):
-        return "player not running", status
-    if now - heartbeat > STALE_HEARTBEAT_SECONDS:
-        return "player not running", status
+_beats: dict[tuple[str, object], tuple[object, float]] = {}  # (host, pid) -> (beat, when it last moved)
+
+
+def player_running(status: dict, now: float | None = None) -> bool:
+    """On this machine: the player's process runs (its clock does not matter: one 1 h ahead was
+    shown 'loaded' 30 s after it died). Elsewhere (a shared file system): its write count moved
+    within STALE_HEARTBEAT_SECONDS of this panel's own clock; its heartbeat only for a first look."""
+    alive = protocol.same_host_player_alive(status)
+    if alive is not None:
+        return alive
+    key, beat, mono = (str(status.get("host")), status.get("pid")), status.get("beat"), time.monotonic()
+    seen = _beats.get(key)
+    if seen is not None and seen[0] == beat:
+        return mono - seen[1] <= STALE_HEARTBEAT_SECONDS
+    _beats[key] = (beat, mono)
+    if seen is not None:
+        return True  # it wrote since the last look
+    heartbeat, now = status.get("heartbeat"), time.time() if now is None else now
+    return (
+        isinstance(heartbeat, (int, float)) and math.isfinite(heartbeat) and now - heartbeat <= STALE_HEARTBEAT_SECONDS
+    )
+
+
+def phase_of(status: dict) -> str:
     phase = status.get("phase")
-    return (phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"), status
+    return phase if phase in ("loaded", "loading", "waiting", "failed") else "unknown"
+
+
+def player_summaries(run: RunDir, now: float | None = None) -> list[tuple[str, dict]]:
+    """(phase, status) of each player running on the run, most recently written first."""
+    return [(phase_of(s), s) for s in protocol.read_statuses(run) if player_running(s, now)]
+
+
+def player_summary(run: RunDir, now: float | None = None) -> tuple[str, dict | None]:
+    """('loaded' | 'loading' | 'waiting' | 'failed' | 'player not running', status dict) of the most
+    recent running player; with more than one, the status carries the others under 'other_players'."""
+    running = player_summaries(run, now)
+    if not running:
+        return "player not running", protocol.read_status(run)
+    summary, status = running[0]
+    if len(running) > 1:
+        status = {**status, "other_players": [{**s, "summary": p} for p, s in running[1:]]}
+    return summary, status
 
 
 def _shown(value: object, limit: int = 120) -> str:
@@ -151,6 +228,15 @@ def status_html(summary: str, status: dict) -> str:
     )
     if status.get("error"):
         text += f"<br><span style='color:#a33'>last load failed: {_shown(status['error'], 300)}</span>"
+    others = status.get("other_players")
+    if isinstance(others, list) and others:
+        shown = ", ".join(
+            f"pid {_shown(o.get('pid'))} on {_shown(o.get('host'))}: {_shown(o.get('summary'))} "
+            f"{_shown(o.get('checkpoint'))}"
+            for o in others[:8]
+            if isinstance(o, dict)
+        )
+        text += f"<br>{len(others) + 1} players follow this run; also {shown}"
     return text
 
 

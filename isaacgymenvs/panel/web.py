@@ -101,14 +101,15 @@ class WebPanel:
 
     # --- actions (viser's callback threads) ----------------------------------------------------
 
-    def _mode_clicked(self, mode: str) -> None:
+    def _mode_clicked(self, mode: object) -> None:
         if mode == "Auto":
             self.choose_auto()
-        else:
-            self.load_selected()
+        elif mode == "Manual":
+            self.load_selected()  # anything else a client sends is not a button: ignored
 
     def selected(self) -> CheckpointEntry | None:
-        return self.entries.get(self.choice.value)
+        value = self.choice.value  # a client can send any JSON value, not only an offered name
+        return self.entries.get(value) if isinstance(value, str) else None
 
     def choose_auto(self) -> None:
         """Follow latest.pth; the selection goes too, since no chosen checkpoint is shown any more."""
@@ -164,7 +165,8 @@ class WebPanel:
             try:
                 if woken or time.monotonic() >= next_scan:
                     self.scan()
-                    next_scan = time.monotonic() + REFRESH_SECONDS
+                    # files still unchecked (a folder of thousands): the next batch at once
+                    next_scan = time.monotonic() + (0.0 if self.catalog.unchecked else REFRESH_SECONDS)
                 self.poll_status()
             except Exception as err:  # one bad read must not end the panel's updates
                 self.show_problem(f"Panel update failed: {protocol.first_line(err)}")

@@ -67,6 +67,8 @@ class Worker(QObject):
             self.problem.emit(f"Cannot list checkpoints: {err}")
             return
         self.scanned.emit(entries, protocol.read_metrics(self.run))
+        if self.catalog.unchecked:  # a folder of thousands: list now, check the rest batch by batch
+            QTimer.singleShot(0, self.scan)
 
     @Slot()
     def poll_status(self) -> None:

@@ -25,6 +25,7 @@ from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, CheckpointState, RunDir
 
 STATE_POLL_SECONDS = 0.5
+CLEAN_SECONDS = 60.0  # stale temp files of dead writers are removed this often, not only at start
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -74,8 +75,10 @@ class CheckpointFollower:
         initial_checkpoint: Path | None = None,
         use_events: bool = True,
         log=print,
+        shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
+        self.shapes = shapes  # the policy network's entries: a file that does not fit is refused on load
         self.reload_interval = reload_interval
         self.log = log
         self.state = CheckpointState()
@@ -88,6 +91,7 @@ class CheckpointFollower:
         self.error: str | None = None
         self.loads = 0
         self._failed_identity: tuple | None = None
+        self._failed_reason: str | None = None  # said again when the user returns to that file
         self._ready: tuple[CheckpointInfo, tuple] | None = None
         self._lock = threading.Lock()
         self._wake, self._dirty, self._force = threading.Event(), threading.Event(), threading.Event()
@@ -149,6 +153,7 @@ class CheckpointFollower:
         with self._lock:
             self._failed_identity, self.loaded_identity = self.loaded_identity, None
             self.phase, self.error = "failed", f"{info.path.name}: {reason}"
+            self._failed_reason = self.error
         self.log(f"Keeping the current policy: {self.error}")
         self._request_status()
 
@@ -208,7 +213,7 @@ class CheckpointFollower:
             raise
 
     def _follow(self) -> None:
-        last_poll = last_state = last_status = 0.0
+        last_poll = last_state = last_status = last_clean = 0.0
         while not self._stop.is_set():
             self._wake.wait(timeout=min(STATE_POLL_SECONDS, self.reload_interval))
             self._wake.clear()
@@ -226,6 +231,10 @@ class CheckpointFollower:
                 self._status_due.clear()
                 self._write_status()
                 last_status = now
+            if now - last_clean >= CLEAN_SECONDS:  # a trainer killed mid-publish leaves temps behind
+                self._guarded(lambda: protocol.clean_stale_temp_files(self.run))
+                self._guarded(lambda: protocol.remove_dead_statuses(self.run))
+                last_clean = now
 
     def _first_load(self) -> None:
         self._read_state()  # a choice saved by an earlier session applies from the first load
@@ -281,6 +290,9 @@ class CheckpointFollower:
         key = (target.path, *identity)
         with self._lock:
             pending = self._ready[1] if self._ready else None
+        if not force and key == self._failed_identity and self.error is None and self._failed_reason:
+            self._refuse(None, self._failed_reason)  # e.g. Auto pressed while latest.pth is still refused
+            return
         if not force and key in (self.loaded_identity, self._failed_identity, pending):
             return
         self.phase = "loading"
@@ -297,14 +309,23 @@ class CheckpointFollower:
         """Files of the run must resolve inside it (a latest.pth link out is refused like any
         other); an initial checkpoint the user named on the command line may live anywhere."""
         if target.seq == 0 and target.path == self.initial_checkpoint:
-            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions)
-        return protocol.load_checkpoint_in_run(self.run, target.path, self.task, self.num_obs, self.num_actions)
+            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes)
+        return protocol.load_checkpoint_in_run(
+            self.run, target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes
+        )
 
     def _refuse(self, key: tuple | None, reason: str) -> None:
-        """Keep the current policy, say why once per file version, and report it in the status."""
+        """Keep the current policy, say why once per file version, and report it in the status.
+
+        The status names the mode, the refused file and what is still shown, e.g. "auto: latest.pth
+        refused: <reason>; still showing m2.pth", not a bare 'loaded m2.pth' after pressing Auto.
+        """
         if key is not None:
-            self._failed_identity = key
-        elif self.error == reason:
+            self._failed_identity, self._failed_reason = key, reason
+        target, shown = self.shown, self.loaded
+        if shown is not None and shown.path != target.path:
+            reason = f"{target.mode}: {target.path.name} refused: {reason}; still showing {shown.path.name}"
+        if key is None and self.error == reason:
             return
         self.phase, self.error = "failed", reason
         self.log(f"Keeping the current policy: {reason}")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.loop import PlayerLoop
@@ -26,14 +30,27 @@ class ClipRecorder:
 
     A frame is taken every `stride` = round(1 / (dt * fps)) steps and the clip is written at
     1 / (dt * stride) fps, so a 60 Hz task recorded at fps=30 renders every other step.
+    ffmpeg writes each clip into a private temp directory; a finished clip is then copied into the
+    run below `root` without following links (protocol.atomic_write), so a `videos/` swapped for a
+    link mid-clip cannot make the player write outside the run.
     """
 
-    def __init__(self, renderer: MultiEnvRenderer, directory: Path, length: int, dt: float, fps: float = 30) -> None:
+    def __init__(
+        self,
+        renderer: MultiEnvRenderer,
+        directory: Path,
+        length: int,
+        dt: float,
+        fps: float = 30,
+        root: Path | None = None,
+    ) -> None:
         self.renderer, self.directory, self.length = renderer, directory, length
+        self.root = root if root is not None else directory.parent
         self.stride = max(1, round(1.0 / (dt * fps)))
         self.fps = 1.0 / (dt * self.stride)
-        directory.mkdir(parents=True, exist_ok=True)
+        self.scratch = tempfile.TemporaryDirectory(prefix="isaacgymenvs-clip-")
         self.writer = None
+        self.pending: Path | None = None
         self.steps = 0
         self.frames = 0
         self.clips: list[Path] = []
@@ -46,15 +63,15 @@ class ClipRecorder:
         if (self.steps - 1) % self.stride:
             return
         if self.writer is None:
-            path = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy_tag(core)}.mp4"
+            self.pending = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy_tag(core)}.mp4"
             size = (self.renderer.width, self.renderer.height)
             # x264 would start 1.5 threads per core; two keep up with real time at this size and leave
             # the other cores (and their turbo headroom) to a trainer on the same machine.
             self.writer = imageio_ffmpeg.write_frames(
-                str(path), size, fps=self.fps, quality=7, macro_block_size=8, output_params=["-threads", "2"]
-            )
+                str(Path(self.scratch.name) / "clip.mp4"), size, fps=self.fps, quality=7, macro_block_size=8,
+                output_params=["-threads", "2"],
+            )  # fmt: skip
             self.writer.send(None)
-            self.clips.append(path)
         qpos = core.task.physics.state().qpos.cpu().numpy()
         self.writer.send(self.renderer.render(qpos).tobytes())
         self.frames += 1
@@ -62,17 +79,27 @@ class ClipRecorder:
             self.close()
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        """Finish the clip in progress and move it into the run (kept in the temp dir on failure)."""
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.writer = None
+        clip, self.pending = self.pending, None
+        with open(Path(self.scratch.name) / "clip.mp4", "rb") as source:
+            protocol.atomic_write(clip, lambda f: shutil.copyfileobj(source, f), root=self.root)
+        self.clips.append(clip)
 
 
-def write_returns(path: Path, returns: list[float]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["episode", "return"])
-        writer.writerows(enumerate(returns, 1))
+def write_returns(path: Path, returns: list[float], root: Path | None = None) -> None:
+    """The evaluation's returns as CSV, written below the run's `root` without following links."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["episode", "return"])
+    writer.writerows(enumerate(returns, 1))
+    root = root if root is not None else path.parent
+    if path.parent != root:
+        protocol.make_dirs_in(root, path.parent)  # created below the run, never through a link
+    protocol.atomic_write_bytes(path, text.getvalue().encode(), root=root)
 
 
 def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
@@ -135,5 +162,5 @@ def run_headless(
     if not loop.finished():
         return None  # a newer run to show
     path = eval_dir / f"returns_{policy_tag(core)}_{datetime.now():%Y-%m-%d_%H-%M-%S}.csv"
-    write_returns(path, list(core.finished_returns)[:games_num])
+    write_returns(path, list(core.finished_returns)[:games_num], root=eval_dir.parent)
     return path

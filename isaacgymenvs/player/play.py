@@ -63,6 +63,7 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
         initial_checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None,
         use_events=use_events,
         log=log,
+        shapes=policy.shapes(),
     )
     return PlayerCore(task, policy, follower)
 

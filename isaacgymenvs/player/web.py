@@ -25,6 +25,7 @@ from isaacgymenvs.errors import UserError
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.runs import RunFinder
+from isaacgymenvs.player.web_guard import Guard
 from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices
 from isaacgymenvs.protocol import RunDir, RunMatch
 from isaacgymenvs.signals import StopOnSignal, StopRequested
@@ -82,6 +83,8 @@ class WebViewer:
         import viser
 
         self.host, self.port = host, port
+        self.guard = Guard(host, lambda line: print(line, flush=True))
+        self.guard.install()  # Host/Origin checks and a tab limit in front of viser (web_guard.py)
         with contextlib.redirect_stdout(io.StringIO()):  # viser's banner names 127.0.0.1, not the tunnel
             self.server = viser.ViserServer(host=host, port=port, label="train-and-watch player", verbose=False)
         if self.server.get_port() != port:  # taken between the probe and the bind
@@ -116,7 +119,7 @@ class WebViewer:
         model, spacing = core.task.model, float(cfg.task.env.envSpacing)
         scene = WebScene(self.server, model, core.task.num_envs, spacing, cfg.render_quality == "high")
         controls = PlayerControls(self.server, core, scene)
-        info = RunInfo(cfg.task.name, core.task.num_obs, core.task.num_actions)
+        info = RunInfo(cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes())
         panel = WebPanel(self.server, run, info)
         try:
             StreamLoop(core, scene, controls, self, switch).run()
@@ -129,6 +132,16 @@ class WebViewer:
     def close(self) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             self.server.stop()
+
+
+_ignored: set[str] = set()
+
+
+def ignored(what: str) -> None:
+    """A value a client sent that no widget offers: said once on the console, never used."""
+    if what not in _ignored and len(_ignored) < 100:
+        _ignored.add(what)
+        print(f"Web page: ignored {what} from a client (not one of the offered values).", flush=True)
 
 
 class PlayerControls:
@@ -147,11 +160,24 @@ class PlayerControls:
             self.reset = gui.add_button("Reset envs")
             gui.add_markdown("Drag: rotate. Right-drag: pan. Wheel: zoom. WASD: move, Q/E: down/up, arrows: turn.")
 
+        choices = follow_choices(core.task.num_envs)
+
         @self.follow.on_update
         def _(_) -> None:
-            scene.follow = self.follow.value
+            value = self.follow.value
+            if value in choices:  # a client can send anything: a name not offered is ignored
+                scene.follow = value
+            else:
+                ignored(f"Camera={str(value)[:40]!r}")
+                self.follow.value = scene.follow
 
-        self.quality.on_update(lambda _: scene.set_high_quality(self.quality.value))
+        @self.quality.on_update
+        def _(_) -> None:
+            if isinstance(self.quality.value, bool):
+                scene.set_high_quality(self.quality.value)
+            else:
+                ignored(f"Shadows={str(self.quality.value)[:40]!r}")
+
         self.reload.on_click(lambda _: core.follower.force_reload())
         self.reset.on_click(lambda _: self.reset_requested.set())  # done by the loop, between steps
 

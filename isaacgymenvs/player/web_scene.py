@@ -34,6 +34,16 @@ def follow_choices(num_envs: int) -> list[str]:
     return [FOLLOW_ALL, *(f"robot {i}" for i in range(num_envs)), FOLLOW_FREE]
 
 
+def robot_index(follow: object, num_envs: int) -> int | None:
+    """The env a 'robot N' choice names, or None (all robots) for anything else: never an exception."""
+    if not isinstance(follow, str) or not follow.startswith("robot "):
+        return None
+    number = follow.removeprefix("robot ")
+    if not number.isdigit() or not 0 <= int(number) < num_envs:
+        return None
+    return int(number)
+
+
 def visible_geoms(model: mujoco.MjModel, body: int) -> list[int]:
     """Geoms of `body` that MuJoCo's viewer draws by default (groups 0-2, not fully transparent)."""
     return [
@@ -204,7 +214,8 @@ class WebScene:
         """Horizontal point brought to the origin: the followed robot's root, all roots' centroid, or none."""
         if self.follow == FOLLOW_FREE or not self.bodies:
             return np.zeros(3)
-        roots = pos[:, 0, :] if self.follow == FOLLOW_ALL else pos[int(self.follow.split()[-1]), 0][None]
+        robot = robot_index(self.follow, len(pos))
+        roots = pos[:, 0, :] if robot is None else pos[robot, 0][None]
         point = roots.mean(axis=0)
         point[2] = 0.0  # a bobbing torso must not bob the floor
         return point

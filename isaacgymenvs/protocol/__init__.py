@@ -2,6 +2,7 @@
 
 One module per kind of file, lowest first; each imports only those above it:
 
+- `runfs`: opening anything below a run directory one component at a time, never through a link.
 - `files`: bounded, non-blocking reads and atomic writes of any file another process wrote.
 - `rundir`: a run directory's layout and name, its config, the trainer's lock, paths inside it.
 - `experiments`: which run `experiment=` names.
@@ -31,6 +32,7 @@ from isaacgymenvs.protocol.checkpoints import (
     model_sizes,
     model_weights,
     needs_full_unpickling,
+    network_mismatch,
     plain_model_keys,
     plain_number,
     read_checkpoint_dict,
@@ -97,6 +99,15 @@ from isaacgymenvs.protocol.rundir import (
     run_timestamp,
     write_params,
 )
+from isaacgymenvs.protocol.runfs import (
+    LinkRefused,
+    RunLock,
+    make_dirs_in,
+    open_in,
+    parts_below,
+    scandir_in,
+    unlink_in,
+)
 from isaacgymenvs.protocol.state import (
     MODE_AUTO,
     MODE_MANUAL,
@@ -106,6 +117,9 @@ from isaacgymenvs.protocol.state import (
     describe_bad_checkpoint_name,
     read_state,
     read_status,
+    read_statuses,
+    remove_dead_statuses,
+    same_host_player_alive,
     state_file,
     status_file,
     write_state,
@@ -113,6 +127,17 @@ from isaacgymenvs.protocol.state import (
 )
 
 __all__ = [
+    "read_statuses",
+    "remove_dead_statuses",
+    "same_host_player_alive",
+    "network_mismatch",
+    "LinkRefused",
+    "RunLock",
+    "make_dirs_in",
+    "open_in",
+    "parts_below",
+    "scandir_in",
+    "unlink_in",
     "CHANGE_EVENTS",
     "CHECKPOINT_MAX_BYTES",
     "COMPILED_PREFIX",

@@ -15,6 +15,8 @@ from isaacgymenvs.protocol.publishing import read_manifest
 from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, LATEST_MANIFEST, RunDir, checkpoint_in_run
 
 CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
+# Read into memory only below this (weights + optimizer state of the largest task nets are ~10 MB).
+TENSORS_MAX_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,62 @@ def _numeric_numpy_globals() -> list[Any]:
     return [*scalar, np.dtype, *dtypes]
 
 
-def torch_load_weights(source: Any) -> Any:
-    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run."""
+def torch_load_weights(source: Any, mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) that also accepts numpy number scalars; no code can run.
+
+    mmap (a file name only): tensors stay in the file's pages until used, so a file with a huge
+    extra tensor is refused on its shapes without being read (a 1.9 GB one took a player from
+    783 MB to 4.6 GB before).
+    """
     import torch
 
     with torch.serialization.safe_globals(_numeric_numpy_globals()):
-        return torch.load(source, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def tensor_bytes(value: Any, seen: set | None = None, depth: int = 0) -> int:
+    """Bytes of all tensor storages in a loaded checkpoint (each storage counted once)."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if depth > 32:
+        return 0
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v, seen, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v, seen, depth + 1) for v in value)
+    return 0
+
+
+def _load_fd(fd: int, name: str) -> Any:
+    """Load from an open descriptor, first memory-mapped to size its tensors without reading them.
+
+    Through /proc/self/fd the very file opened is mapped, whatever its name points to now. Only a
+    file whose tensors fit TENSORS_MAX_BYTES is then read into memory (a mapping could fault if the
+    file were truncated in place later); a legacy (non-zip) file cannot be mapped and is read.
+    """
+    proc_path = f"/proc/self/fd/{fd}"
+    if os.path.exists(proc_path):
+        try:
+            size = tensor_bytes(torch_load_weights(proc_path, mmap=True))
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+        else:
+            if size > TENSORS_MAX_BYTES:
+                raise CheckpointRejected(
+                    f"{name} holds {size / 1024**2:.0f} MB of tensors, more than the "
+                    f"{TENSORS_MAX_BYTES // 1024**2} MB a policy checkpoint may (task networks are a few MB)"
+                )
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return torch_load_weights(f)
 
 
 def needs_full_unpickling(err: BaseException) -> bool:
@@ -118,22 +170,26 @@ def needs_full_unpickling(err: BaseException) -> bool:
     return isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower()
 
 
-def read_checkpoint_dict(path: Path) -> dict[str, Any]:
+def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]:
     """torch.load(weights_only=True) of a regular file of bounded size; CheckpointRejected otherwise.
 
     No code from the file runs; a FIFO, a device or a monster file is refused before torch sees it.
+    With `root` (the run directory), the file is reached without following any link below it.
     """
     try:
-        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES)
+        fd = open_regular_file(path, CHECKPOINT_MAX_BYTES, root=root)
     except FileNotFoundError:
         raise CheckpointRejected(f"{path.name} does not exist") from None
     except UnreadableFile as err:
         raise CheckpointRejected(str(err)) from None
     try:
-        with os.fdopen(fd, "rb") as f:
-            ckpt = torch_load_weights(f)
+        ckpt = _load_fd(fd, path.name)
+    except CheckpointRejected:
+        raise
     except Exception as err:  # torn zip, EOF, pickle refusal: all one message
         raise CheckpointRejected(f"{path.name} is torn or not a checkpoint ({first_line(err)})") from None
+    finally:
+        os.close(fd)
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     return ckpt
@@ -176,6 +232,24 @@ def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | Non
     return (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
 
 
+Shapes = dict[str, tuple[int, ...]]  # a network's state-dict entries and their shapes
+
+
+def network_mismatch(model: dict[str, Any], expected: Shapes) -> str | None:
+    """The first difference between a checkpoint's weights and the network's entries, in words.
+
+    Names the entry and both shapes ("a2c_network.mu.weight is [8, 256] here; the network's is
+    [8, 400]"), where torch's load_state_dict only said "Error(s) in loading state_dict for Network".
+    """
+    for key, shape in expected.items():
+        if key not in model:
+            return f"has no {key[:80]!r} (the network's is {list(shape)})"
+        if tuple(model[key].shape) != tuple(shape):
+            return f"has {key[:80]!r} of shape {list(model[key].shape)}; the network's is {list(shape)}"
+    extra = next((key for key in model if key not in expected), None)
+    return None if extra is None else f"has {extra[:80]!r}, which the network does not have"
+
+
 def plain_number(value: object, cast: type) -> Any:
     """`cast(value)` for a finite int/float (not bool); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -188,7 +262,9 @@ def plain_number(value: object, cast: type) -> Any:
         return None
 
 
-def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+def _check_fits(
+    ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
     """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
     name = path.name
     model = model_weights(ckpt, name)
@@ -201,6 +277,9 @@ def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_a
         raise CheckpointRejected(
             f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
         )
+    mismatch = network_mismatch(model, shapes) if shapes is not None else None
+    if mismatch:
+        raise CheckpointRejected(f"{name} {mismatch}")
     check_finite(model, name)
 
     def number(key: str, cast: type) -> Any:
@@ -212,22 +291,27 @@ def _check_fits(ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_a
     )  # fmt: skip
 
 
-def load_checkpoint(path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
+def load_checkpoint(
+    path: Path, task: str, num_obs: int, num_actions: int, root: Path | None = None, shapes: Shapes | None = None
+) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
     Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    return validate_checkpoint(read_checkpoint_dict(path), path, task, num_obs, num_actions)
+    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions, shapes)
 
 
-def validate_checkpoint(ckpt: object, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """Check a loaded checkpoint fits the task; raises only CheckpointRejected (one sentence)."""
+def validate_checkpoint(
+    ckpt: object, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
+    """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
+    CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     try:
-        return _check_fits(ckpt, path, task, num_obs, num_actions)
+        return _check_fits(ckpt, path, task, num_obs, num_actions, shapes)
     except CheckpointRejected:
         raise
     except Exception as err:  # a malformed dict we did not foresee: still one sentence
@@ -244,14 +328,16 @@ def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | N
     return None
 
 
-def load_checkpoint_in_run(run: RunDir, path: Path, task: str, num_obs: int, num_actions: int) -> CheckpointInfo:
-    """`load_checkpoint` of a file that must resolve (symlinks included) inside the run directory."""
+def load_checkpoint_in_run(
+    run: RunDir, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+) -> CheckpointInfo:
+    """`load_checkpoint` of a .pth inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
     except ValueError:
         relative = str(path)
-    resolved = checkpoint_in_run(run, relative)
-    if resolved is None:
-        raise CheckpointRejected(f"{path.name} leads outside the run directory; it is not read")
-    info = load_checkpoint(resolved, task, num_obs, num_actions)
+    inside = checkpoint_in_run(run, relative)
+    if inside is None:
+        raise CheckpointRejected(f"{path.name} is not a .pth file inside the run directory; it is not read")
+    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)

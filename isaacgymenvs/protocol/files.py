@@ -2,11 +2,14 @@
 
 Every file under a run may be missing, torn, hand-edited, a FIFO, a link or huge; readers here never
 block, never follow a link in the last component and never read more than they allow. Writers
-replace a file by rename so that readers see the old or the new one, never a part.
+replace a file by rename so that readers see the old or the new one, never a part. Given the run's
+root (`root=`), no component below it is followed if it is a link (runfs), so neither a reader nor
+a writer can be led outside the run, even by a directory swapped for a link mid-call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -15,7 +18,9 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import isaacgymenvs.protocol.runfs as runfs
 
 JSON_MAX_BYTES = 64 * 1024  # state/status/manifest files are a few hundred bytes
 JSON_MAX_DEPTH = 16  # ours are 2 deep; json's recursion would die at ~1000 levels
@@ -25,24 +30,40 @@ class UnreadableFile(OSError):
     """A file that is not a regular file, too large or unreadable; the message says which."""
 
 
-def open_regular_file(path: Path, max_bytes: int, follow_links: bool = True) -> int:
+def _open_for_reading(path: Path, follow_links: bool, root: Path | None) -> int:
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if root is not None:
+        try:
+            return runfs.open_in(root, path, flags)
+        except runfs.LinkRefused as err:
+            where = "" if err.strerror.startswith(f"{path.name} ") else f"{path.name}: "  # a folder on the way
+            raise UnreadableFile(f"{where}{err.strerror}") from None
+        except ValueError:
+            raise UnreadableFile(f"{path.name} is not inside the run directory; it is not read") from None
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP and not follow_links:
+            raise UnreadableFile(f"{path.name} is a symbolic link, which is not followed") from None
+        raise
+
+
+def open_regular_file(path: Path, max_bytes: int, follow_links: bool = True, root: Path | None = None) -> int:
     """A read-only fd of `path` if it is a regular file of at most `max_bytes`, else UnreadableFile.
 
     O_NONBLOCK: opening a FIFO (or a device) that someone put under a watched name must not block
     the reader until a writer appears; the fstat afterwards refuses it. Without `follow_links` a
     symlink in the last component is refused (O_NOFOLLOW): the run's own small files are replaced
-    by rename, never linked, so a link there can only lead somewhere we must not read.
+    by rename, never linked, so a link there can only lead somewhere we must not read. With `root`
+    (the run directory) no component below the root is followed (runfs).
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    if not follow_links:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
+        fd = _open_for_reading(path, follow_links, root)
+    except (FileNotFoundError, UnreadableFile):
         raise
     except OSError as err:
-        if err.errno == errno.ELOOP and not follow_links:
-            raise UnreadableFile(f"{path.name} is a symbolic link, which is not followed") from None
         raise UnreadableFile(f"cannot open {path.name} ({err.strerror or err})") from None
     try:
         st = os.fstat(fd)
@@ -57,13 +78,13 @@ def open_regular_file(path: Path, max_bytes: int, follow_links: bool = True) -> 
     return fd
 
 
-def read_bounded(path: Path, max_bytes: int) -> bytes:
+def read_bounded(path: Path, max_bytes: int, root: Path | None = None) -> bytes:
     """The bytes of a regular, non-symlink file of at most `max_bytes` (FileNotFoundError if absent).
 
     Never blocks on special files, never follows a link out of the run, and never reads more than
     `max_bytes` + 1, even if the file grows while it is read.
     """
-    fd = open_regular_file(path, max_bytes, follow_links=False)
+    fd = open_regular_file(path, max_bytes, follow_links=False, root=root)
     with os.fdopen(fd, "rb") as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -110,10 +131,10 @@ def parse_json_object(raw: bytes, name: str) -> tuple[dict[str, Any] | None, str
     return value, None
 
 
-def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_json_object(path: Path, root: Path | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """(object, None); (None, None) when absent; (None, why) when unusable. Never blocks or raises."""
     try:
-        raw = read_bounded(path, JSON_MAX_BYTES)
+        raw = read_bounded(path, JSON_MAX_BYTES, root)
     except FileNotFoundError:
         return None, None
     except UnreadableFile as err:
@@ -126,29 +147,44 @@ def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 _temp_counter = 0
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Replace `path` with what `write(temp_path)` produces; a reader sees old or new, never a part.
+def atomic_write(
+    path: Path, write: Callable[[BinaryIO], None], root: Path | None = None, digest: bool = False
+) -> tuple[int, str] | None:
+    """Replace `path` with what `write(file)` writes; a reader sees old or new, never a part.
 
-    Temp file in the same directory (so the rename stays on one filesystem), fsync, os.replace,
-    then fsync the directory so that the rename itself survives a crash.
+    A temp file in the same directory (so the rename stays on one filesystem), created exclusively
+    and never through a link, fsync, rename, then fsync the directory so that the rename itself
+    survives a crash. With `root`, the directory is reached below the run without following links.
+    `digest`: return the written file's (size, sha256 hex).
     """
     global _temp_counter
     _temp_counter += 1
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{_temp_counter}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    tmp = f".{path.name}.tmp-{os.getpid()}-{_temp_counter}"
+    parts = runfs.parts_below(root, path)[:-1] if root is not None else []
+    result = None
+    with runfs.open_dir(root if root is not None else path.parent, parts) as dir_fd:
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+                if digest:
+                    f.seek(0)
+                    result = os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+            os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+    return result
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, root: Path | None = None) -> None:
     """`atomic_write` of a bytes object."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda f: f.write(data), root)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -7,58 +7,52 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from isaacgymenvs.protocol.files import (
-    UnreadableFile,
-    atomic_write,
-    atomic_write_bytes,
-    file_digest,
-    read_bounded,
-    read_json_object,
+import isaacgymenvs.protocol.runfs as runfs
+from isaacgymenvs.protocol.files import UnreadableFile, atomic_write, atomic_write_bytes, read_bounded, read_json_object
+from isaacgymenvs.protocol.rundir import (
+    LATEST_CHECKPOINT,
+    METRICS_FILE,
+    METRICS_HEADER,
+    RunDir,
+    clean_stale_temp_files,
 )
-from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, METRICS_HEADER, RunDir, clean_stale_temp_files
 
 METRICS_MAX_BYTES = 64 * 1024 * 1024  # ~1M epochs of metrics.csv
 
 
-def publish_latest(run: RunDir, save: Callable[[Path], None], metadata: dict[str, Any]) -> None:
-    """Atomically publish latest.pth (written by `save(path)`), then latest.json, then clean temps.
+def publish_latest(run: RunDir, save: Callable[[BinaryIO], None], metadata: dict[str, Any]) -> None:
+    """Atomically publish latest.pth (written by `save(file)`), then latest.json, then clean temps.
 
     The manifest carries the metadata plus the checkpoint's size and sha256, so that watchers
     learn what changed without loading weights.
     """
-    digest: dict[str, Any] = {}
-
-    def save_and_digest(tmp: Path) -> None:
-        save(tmp)
-        digest["size"], digest["sha256"] = file_digest(tmp)
-
-    atomic_write(run.latest_checkpoint, save_and_digest)
-    manifest = {**metadata, "file": LATEST_CHECKPOINT, **digest}
-    atomic_write_bytes(run.latest_manifest, json.dumps(manifest, indent=1).encode())
+    size, sha256 = atomic_write(run.latest_checkpoint, save, root=run.root, digest=True)
+    manifest = {**metadata, "file": LATEST_CHECKPOINT, "size": size, "sha256": sha256}
+    atomic_write_bytes(run.latest_manifest, json.dumps(manifest, indent=1).encode(), root=run.root)
     # Only dead writers' temps: this process's other writer (rl_games' own saves) may be mid-write.
     clean_stale_temp_files(run)
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
+def read_manifest(path: Path, root: Path | None = None) -> dict[str, Any] | None:
     """The manifest at `path`, or None when it is missing, torn, hand-edited, hostile or not an object."""
-    return read_json_object(path)[0]
+    return read_json_object(path, root)[0]
 
 
 def append_metrics(run: RunDir, epoch: int, frame: int, mean_reward: float | None, wall_time: float) -> None:
     """Append one epoch; a line is written whole, so readers see complete lines plus maybe a tail."""
-    new = not run.metrics_file.exists()
     reward = "" if mean_reward is None else f"{mean_reward:.6g}"
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)  # never append through a link
-    with os.fdopen(os.open(run.metrics_file, flags, 0o644), "a") as f:
+    fd = runfs.open_in(run.root, METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+    with os.fdopen(fd, "a") as f:
+        new = os.fstat(fd).st_size == 0
         f.write((METRICS_HEADER if new else "") + f"{epoch},{frame},{reward},{wall_time:.3f}\n")
 
 
 def read_metrics(run: RunDir) -> list[tuple[int, int, float]]:
     """(epoch, frame, mean_reward) rows with a reward; malformed or partial lines are skipped."""
     try:
-        lines = read_bounded(run.metrics_file, METRICS_MAX_BYTES).decode("utf-8", "replace").splitlines()
+        lines = read_bounded(run.metrics_file, METRICS_MAX_BYTES, run.root).decode("utf-8", "replace").splitlines()
     except (OSError, UnreadableFile):
         return []
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import re
 import time
@@ -9,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+import isaacgymenvs.protocol.runfs as runfs
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.protocol.files import (
     STALE_TEMP_SECONDS,
     TEMP_GLOB,
     TEMP_PID_RE,
+    atomic_write_bytes,
     first_line,
     read_bounded,
     writer_alive,
@@ -112,7 +114,8 @@ def create_run_dir(train_dir: str | Path, prefix: str, when: datetime | None = N
 
 def write_params(run: RunDir, cfg: DictConfig) -> None:
     """Save the resolved configuration, so a run can be reproduced and played back."""
-    OmegaConf.save(cfg, run.config_file, resolve=True)
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    atomic_write_bytes(run.config_file, text.encode(), root=run.root)
 
 
 CONFIG_MAX_BYTES = 1024 * 1024  # the resolved config is ~10 KB
@@ -121,7 +124,7 @@ CONFIG_MAX_BYTES = 1024 * 1024  # the resolved config is ~10 KB
 def read_params(run: RunDir) -> DictConfig:
     """The run's params/config.yaml, read like any file another process wrote: a FIFO or a huge
     file raises UnreadableFile (never blocks); a missing one FileNotFoundError; bad YAML ValueError."""
-    text = read_bounded(run.config_file, CONFIG_MAX_BYTES).decode("utf-8", "replace")
+    text = read_bounded(run.config_file, CONFIG_MAX_BYTES, run.root).decode("utf-8", "replace")
     try:
         cfg = OmegaConf.create(text)
     except Exception as err:  # yaml and omegaconf raise their own types
@@ -136,12 +139,10 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
 
 
-def acquire_trainer_lock(run: RunDir) -> FileLock:
+def acquire_trainer_lock(run: RunDir) -> runfs.RunLock:
     """Hold the run's writer lock for the trainer's lifetime; a second trainer is refused."""
-    lock = FileLock(run.trainer_lock)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    lock = runfs.RunLock(run.root, run.trainer_lock)
+    if not lock.acquire(blocking=False):
         raise UserError(
             f"Run directory {run.root} is already being written by another trainer; stop it first."
         ) from None
@@ -153,21 +154,24 @@ def clean_stale_temp_files(run: RunDir, now: float | None = None) -> int:
 
     Called whenever a run is opened for writing (trainer) or following (player, panel): a killed
     publisher's temps would otherwise stay forever, since a restarted trainer makes a new run. A
-    temp whose writer still runs on this machine is left alone unless it is hours old.
+    temp whose writer still runs on this machine is left alone unless it is hours old. Listed and
+    removed below the run without following links (runfs).
     """
     now = time.time() if now is None else now
     removed = 0
     for directory in (run.root, run.nn):
         try:
-            candidates = list(directory.glob(TEMP_GLOB))
-        except OSError:
+            listed = runfs.scandir_in(run.root, directory)
+        except (OSError, ValueError):
             continue
-        for path in candidates:
-            match = TEMP_PID_RE.search(path.name)
+        for name, st in listed:
+            if not fnmatch.fnmatch(name, TEMP_GLOB):
+                continue
+            match = TEMP_PID_RE.search(name)
             try:
-                age = now - path.lstat().st_mtime
+                age = now - st.st_mtime
                 if (match and not writer_alive(int(match["pid"]))) or age > STALE_TEMP_SECONDS:
-                    path.unlink()
+                    runfs.unlink_in(run.root, Path(directory) / name)
                     removed += 1
             except OSError:
                 continue  # gone already, or not ours to remove
@@ -175,15 +179,25 @@ def clean_stale_temp_files(run: RunDir, now: float | None = None) -> int:
 
 
 EXPERIMENT_MAX_CHARS = 100
+# A run directory is '<experiment>_<YYYY-MM-DD_hh-mm-ss>' (20 bytes more) and file systems allow 255
+# bytes a name: 64 emoji (256 bytes, within 100 characters) failed with 'File name too long'.
+EXPERIMENT_MAX_BYTES = 200
 
 
 def check_experiment_name(name: object) -> None:
     """An experiment is a name (a run-directory prefix or part of a run name), never a path.
 
-    'experiment=../x' would otherwise make or follow a run directory outside train_dir.
+    'experiment=../x' would otherwise make or follow a run directory outside train_dir; one too
+    long in bytes would make a directory name the file system refuses.
     """
     if not isinstance(name, str):
         raise UserError(f"experiment={name} must be a name, e.g. experiment=ant_flat.")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > EXPERIMENT_MAX_BYTES and len(name) <= EXPERIMENT_MAX_CHARS:
+        raise UserError(
+            f"experiment={name[:20]}... is {size} bytes in UTF-8; a run name must fit the file system's "
+            f"255-byte limit, so at most {EXPERIMENT_MAX_BYTES} bytes (e.g. 100 ASCII characters or 50 emoji)."
+        )
     bad = "/" in name or "\\" in name or "\x00" in name or name.startswith(".") or len(name) > EXPERIMENT_MAX_CHARS
     if bad:
         raise UserError(
@@ -196,30 +210,32 @@ MAX_NAME_BYTES = 1024  # a checkpoint path relative to the run; real ones are < 
 
 
 def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
-    """The .pth file `relative` names inside the run directory, or None if it points elsewhere.
+    """The .pth file `relative` names inside the run directory, or None if it names no such path.
 
-    Rejects non-strings, over-long names, absolute paths, '..' escapes and symlinks leading out of
-    the run. The result is fully resolved, so opening it follows no link.
+    Lexical: rejects non-strings, over-long names, absolute paths and '..' escapes. Links are not
+    resolved here (a check that resolves can be raced); every open below the run refuses them
+    (runfs), so the returned path can only be read inside the run.
     """
-    if not isinstance(relative, str) or not relative or "\x00" in relative or Path(relative).is_absolute():
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
         return None
     if len(relative.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return None
-    root = run.root.resolve()
     try:
-        path = (root / relative).resolve()
-    except (OSError, RuntimeError, ValueError):
+        parts = runfs.parts_below(run.root, relative)
+    except ValueError:
         return None
-    if path.suffix != ".pth" or not path.is_relative_to(root):
-        return None
-    return path
+    path = run.root.joinpath(*parts)
+    return path if path.suffix == ".pth" else None
 
 
 def output_dir_in_run(run: RunDir, name: str) -> Path:
     """`<run>/<name>` for the player's outputs (videos/, eval/), created if needed; UserError if it
-    is, or leads through, a link out of the run (the player writes nothing outside the run)."""
+    is, or leads through, a link (the player writes nothing outside the run; its writes there
+    pass `root=run.root`, so a link put there later is refused too)."""
     path = run.root / name
-    path.mkdir(exist_ok=True)
-    if not path.resolve().is_relative_to(run.root.resolve()) or not path.is_dir():
-        raise UserError(f"{path} leads outside the run directory; remove it or the link.")
+    try:
+        runfs.make_dirs_in(run.root, path)
+    except runfs.LinkRefused:
+        why = "is a symbolic link or not a directory; remove it (nothing is written through it)"
+        raise UserError(f"{path} {why}.") from None
     return path

@@ -171,7 +171,7 @@ class CheckpointPublisher:
         checkpoint = {**state, "metadata": metadata}
         try:
             # torch.save onto a path uses torch's C++ file writer, not Python-level write calls.
-            protocol.publish_latest(self.run, lambda path: torch.save(checkpoint, str(path)), metadata)
+            protocol.publish_latest(self.run, lambda f: torch.save(checkpoint, f), metadata)
             self.published += 1
         except Exception as err:  # torch.save reports a full disk as RuntimeError, not OSError
             self.failures += 1

@@ -65,7 +65,7 @@ def atomic_saver(fn: str, state: Any) -> None:
     path = Path(fn + ".pth")
     print(f"=> saving checkpoint '{path}'", flush=True)
     try:
-        protocol.atomic_write(path, lambda tmp: torch.save(state, str(tmp)))
+        protocol.atomic_write(path, lambda f: torch.save(state, f))
     except Exception as err:  # torch.save reports a full disk as RuntimeError
         raise RunFailed(
             f"Training stopped: could not save {path} ({protocol.first_line(err)}); "
