@@ -204,3 +204,13 @@ def test_ant_task_on_gpu():
         assert torch.isfinite(obs_dict["obs"]).all() and torch.isfinite(rew).all()
         assert done.shape == (64,) and extras["time_outs"].shape == (64,)
     task.physics.check_overflow()
+
+
+def test_a_cold_kernel_cache_is_recognised_so_the_first_compile_is_announced(tmp_path):
+    from isaacgymenvs.physics.warp_backend import kernel_cache_is_cold
+
+    assert kernel_cache_is_cold(str(tmp_path / "missing"))
+    (tmp_path / "cache").mkdir()
+    assert kernel_cache_is_cold(str(tmp_path / "cache"))
+    (tmp_path / "cache" / "wp_mujoco_warp_0123abc").mkdir()
+    assert not kernel_cache_is_cold(str(tmp_path / "cache"))

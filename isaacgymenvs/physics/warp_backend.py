@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Hashable
+from pathlib import Path
 
 import mujoco
 import mujoco_warp as mjw
@@ -52,6 +53,17 @@ BUFFER_OVERFLOW = CONTACT_OVERFLOW | CONSTRAINT_OVERFLOW
 
 # MuJoCo's mjMAXVAL: larger state values are treated as a diverged simulation, as on the CPU.
 MAX_STATE_VALUE = wp.constant(1.0e10)
+
+
+def kernel_cache_is_cold(cache_dir: str | None = None) -> bool:
+    """Whether Warp's kernel cache holds no compiled module yet (a fresh machine or a new Warp)."""
+    directory = cache_dir if cache_dir is not None else wp.config.kernel_cache_dir
+    if not directory:
+        return False  # Warp not initialised: say nothing rather than something wrong
+    try:
+        return not any(Path(directory).iterdir())
+    except OSError:
+        return True
 
 
 @wp.kernel
@@ -137,6 +149,13 @@ class WarpBackend(PhysicsBackend):
             # Warp's default logs one line per kernel module loaded (hundreds for MuJoCo Warp).
             wp.config.log_level = wp.LOG_WARNING
 
+        if self._cuda and kernel_cache_is_cold():
+            # The first forward pass compiles MuJoCo Warp's kernels: ~60 s of silence on a fresh machine.
+            print(
+                "Compiling MuJoCo Warp's GPU kernels (first run on this machine, about a minute; later runs "
+                f"load them from {wp.config.kernel_cache_dir}) ...",
+                flush=True,
+            )
         with wp.ScopedDevice(wp_device):
             gpu_model = _gpu_model(model)
             self._m = mjw.put_model(gpu_model)

@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 
-from rl_games.common import env_configurations, vecenv
-from rl_games.common.ivecenv import IVecEnv
+import torch
 
-from isaacgymenvs.tasks.vec_task import VecTask
+
+@contextlib.contextmanager
+def deferred_torch_compile() -> Iterator[None]:
+    """While importing: `torch.compile` returns a stand-in that compiles on the first call.
+
+    Why: rl_games' env registry imports its test networks, one decorated with @torch.compile, and
+    the decorator alone imports torch._dynamo and inductor: 1.8 s of a CPU trainer's 3.8 s start
+    (benchmarks/startup.py), for a network no task uses. A function decorated meanwhile is compiled
+    exactly as before, on its first call.
+    """
+    real = torch.compile
+
+    def stand_in(model=None, **options):
+        if model is None:  # @torch.compile(mode=...)
+            return lambda fn: stand_in(fn, **options)
+        compiled = None
+
+        @functools.wraps(model)
+        def call(*args, **kwargs):
+            nonlocal compiled
+            if compiled is None:
+                compiled = real(model, **options)
+            return compiled(*args, **kwargs)
+
+        return call
+
+    torch.compile = stand_in
+    try:
+        yield
+    finally:
+        torch.compile = real
+
+
+with deferred_torch_compile():
+    from rl_games.common import env_configurations, vecenv
+from rl_games.common.ivecenv import IVecEnv  # noqa: E402
+
+from isaacgymenvs.tasks.vec_task import VecTask  # noqa: E402
 
 ENV_NAME = "rlgpu"
 VECENV_TYPE = "RLGPU"

@@ -1,0 +1,140 @@
+"""Where the seconds before a trainer's first progress line go (and a player's first frame).
+
+    python benchmarks/startup.py                       # Ant, defaults, this machine: 3 runs
+    python benchmarks/startup.py --task Humanoid --runs 5 -- num_envs=4096
+    python benchmarks/startup.py --player               # a headless player's first loaded policy
+
+Each run starts `train_play.py` as a user does, in a fresh process, through a thin shim that stamps
+the moments between phases on stderr (`[startup] <phase> <seconds since the command>`); the shim
+only wraps functions, it changes nothing they do. Phases:
+
+  python    interpreter up, before our first import
+  imports   cli, config and what they import (torch, hydra)
+  config    Hydra compose + checks
+  trainer   the trainer's modules imported
+  task      rl_games' Runner imported (torch._dynamo with it, ~0.9 s on the CPU) and the task with its
+            physics backend built (kernels loaded, or compiled on a fresh GPU machine)
+  agent     the PPO agent built (network, optimizer; CUDA-graph capture on a GPU)
+  epoch 1   the first progress line (a player: `policy`, its first loaded policy)
+
+The table is the median over --runs (caches warm after the first); `first` is the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("python", "imports", "config", "trainer", "task", "agent", "epoch 1")
+
+SHIM = r"""
+import sys, time, os
+t0 = float(os.environ["STARTUP_T0"])
+def stamp(phase):
+    print(f"[startup] {phase} {time.time() - t0:.3f}", file=sys.stderr, flush=True)
+stamp("python")
+sys.path.insert(0, os.environ["STARTUP_REPO"])
+import isaacgymenvs.cli as cli, isaacgymenvs.config as config
+stamp("imports")
+real_load = config.load_config
+def load_config(*a, **k):
+    cfg = real_load(*a, **k)
+    stamp("config")
+    return cfg
+config.load_config = load_config
+import isaacgymenvs.tasks as tasks
+real_make = tasks.make_task
+def make_task(*a, **k):
+    task = real_make(*a, **k)
+    stamp("task")
+    return task
+tasks.make_task = make_task
+import importlib
+if os.environ.get("STARTUP_MODE") == "train":
+    real_import = importlib.import_module
+    import builtins
+    real_builtin_import = builtins.__import__
+    seen = set()
+    def hooked(name, *a, **k):
+        module = real_builtin_import(name, *a, **k)
+        if name == "isaacgymenvs.trainer.train" and "train" not in seen:
+            seen.add("train")
+            stamp("trainer")
+            module.make_task = make_task
+            from isaacgymenvs.trainer.graphed import agent as graphed_agent
+            cls = graphed_agent.GraphedA2CAgent
+            real_init = cls.__init__
+            def init(self, *a, **k):
+                real_init(self, *a, **k)
+                stamp("agent")
+            cls.__init__ = init
+        return module
+    builtins.__import__ = hooked
+sys.argv = ["train_play.py", *sys.argv[1:]]
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def one_run(args: list[str], mode: str, cwd: Path) -> dict[str, float]:
+    env = dict(os.environ, STARTUP_T0=f"{time.time():.6f}", STARTUP_REPO=str(REPO), STARTUP_MODE=mode,
+               PYTHONUNBUFFERED="1")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", SHIM, *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    t0 = float(env["STARTUP_T0"])
+    stamps: dict[str, float] = {}
+    target = "epoch 1/" if mode == "train" else "Loaded "
+    for line in proc.stdout:
+        if line.startswith("[startup] "):
+            phase, seconds = line[len("[startup] ") :].rsplit(" ", 1)
+            stamps.setdefault(phase, float(seconds))
+        elif target in line and "epoch 1" not in stamps:
+            stamps["epoch 1"] = time.time() - t0
+            proc.terminate()
+    proc.wait(60)
+    return stamps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="Ant")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--player", action="store_true", help="a headless player on a finished run instead")
+    parser.add_argument("overrides", nargs="*", help="more key=value overrides for train_play.py")
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="startup_"))
+    if opts.player:
+        import shutil
+
+        run = work / "runs" / "parity_2026-12-03_12-52-51"
+        (run / "nn").mkdir(parents=True)
+        (run / "params").mkdir()
+        data = REPO / "tests" / "data" / "ant_gpu_trained"
+        shutil.copy(data / "latest.pth", run / "nn" / "latest.pth")
+        shutil.copy(data / "config.yaml", run / "params" / "config.yaml")
+        args, mode = ["mode=play", "experiment=parity", "headless=True", *opts.overrides], "play"
+    else:
+        args = [f"task={opts.task}", "headless=True", "max_iterations=1000", *opts.overrides]
+        mode = "train"
+    results = [one_run(args, mode, work) for _ in range(opts.runs)]
+    phases = [p for p in PHASES if any(p in r for r in results)]
+    last = "epoch 1" if mode == "train" else "policy"  # a player's first loaded policy
+    print(f"startup: train_play.py {' '.join(args)}  ({opts.runs} runs; seconds since the command)")
+    print(f"{'phase':<10}{'first':>8}{'median':>8}{'step':>8}")
+    previous = 0.0
+    for phase in phases:
+        values = [r[phase] for r in results if phase in r]
+        median = statistics.median(values)
+        label = last if phase == "epoch 1" else phase
+        print(f"{label:<10}{results[0].get(phase, float('nan')):>8.2f}{median:>8.2f}{median - previous:>8.2f}")
+        previous = median
+
+
+if __name__ == "__main__":
+    main()
