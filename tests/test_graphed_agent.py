@@ -215,3 +215,19 @@ def test_every_rank_runs_the_linear_schedule(make_cfg, tmp_path):
     new.scheduler = schedulers.IdentityScheduler()  # what rl_games leaves on a rank > 0
     restore_schedule(new, "linear")
     assert isinstance(new.scheduler, schedulers.LinearScheduler) and new.scheduler.max_steps == new.max_epochs
+
+
+def test_a_tensor_rebound_after_capture_is_refused_before_the_next_epoch(make_cfg, tmp_path):
+    """A captured graph keeps using the memory it recorded: rl_games' reset path reassigns its episode
+    tensors (epochs_between_resets), and the meters would silently go wrong."""
+    cfg = make_cfg("Cartpole", "num_envs=32")
+    new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
+    new.init_tensors()
+    step = new._after_env_step
+    step.record()  # what a capture on CUDA does (the CPU runs the steps eagerly)
+    step.verify()
+    new.current_rewards.add_(1.0)  # in place: the same memory
+    step.verify()
+    new.current_rewards = new.current_rewards.clone()  # rebound, as rl_games' reset path does
+    with pytest.raises(RuntimeError, match=r"_after_env_step_fn: current_rewards rebound after the CUDA graph"):
+        step.verify()

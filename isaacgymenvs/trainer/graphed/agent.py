@@ -31,7 +31,7 @@ from rl_games.algos_torch.a2c_continuous import A2CAgent
 from rl_games.common import common_losses
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from isaacgymenvs.trainer.graphed.capture import CapturedStep
+from isaacgymenvs.trainer.graphed.capture import GRAPH_TENSORS, CapturedStep, tensor_attributes
 from isaacgymenvs.trainer.graphed.schedule import restore_schedule
 from isaacgymenvs.trainer.graphed.stats import (
     DeviceAverageMeter,
@@ -109,9 +109,10 @@ class GraphedA2CAgent(A2CAgent):
         }
         self._env_actions = torch.zeros(n, act, device=dev)
         self._init_dataset(n * h, obs_dim, act)
-        self._policy_step = CapturedStep(self._policy_fn, dev)
-        self._after_env_step = CapturedStep(self._after_env_step_fn, dev)
-        self._prepare = CapturedStep(self._prepare_fn, dev)
+        bound = lambda: tensor_attributes(self, GRAPH_TENSORS)  # noqa: E731 - checked once per epoch
+        self._policy_step = CapturedStep(self._policy_fn, dev, bound=bound)
+        self._after_env_step = CapturedStep(self._after_env_step_fn, dev, bound=bound)
+        self._prepare = CapturedStep(self._prepare_fn, dev, bound=bound)
         self._minibatch_steps = self._make_minibatch_steps()
 
     def _init_dataset(self, batch: int, obs_dim: int, act: int) -> None:
@@ -365,6 +366,8 @@ class GraphedA2CAgent(A2CAgent):
             self._set_lr(lr)
 
     def train_epoch(self) -> tuple:
+        for step in self._all_steps():
+            step.verify()  # a tensor rebound since capture would leave a graph on the old memory
         self.vec_env.set_train_info(self.frame, self)
         self.set_eval()
         play_start = time.perf_counter()
