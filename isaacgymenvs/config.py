@@ -119,7 +119,7 @@ BOOL_KEYS = (
 INT_KEYS = {
     "checkpoint_save_freq": 1, "games_num": 0, "video_length": 1, "play_num_envs": 1,
     "graphics_device_id": 0, "seed": None, "checkpoint_save_freq_gpu": 1, "checkpoint_save_freq_cpu": 1,
-    "player_gpu_min_envs": 1, "player_nice": 0,
+    "player_gpu_min_envs": 1, "player_nice": 0, "video_max_clips": 0,
 }  # fmt: skip
 # null means "resolve for this machine" (checkpoint_save_freq: per simulation device)
 NULLABLE_KEYS = ("checkpoint_save_freq",)
@@ -135,6 +135,7 @@ UNITS = {
     "video_fps": "a positive number of frames per second",
     "player_gpu_min_envs": "a positive number of environments",
     "player_nice": "a niceness from 0 to 19",
+    "video_max_clips": "a number of clips (0: keep all)",
 }  # fmt: skip
 
 

@@ -118,6 +118,9 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     from PySide6.QtCore import Qt
 
     assert not window.table_model.flags(window.table_model.index(bad_row, 0)) & Qt.ItemIsSelectable
+    model = window.table_model  # every column is named (the fourth had an empty header)
+    assert [model.headerData(i, Qt.Horizontal) for i in range(model.columnCount())][3] == "Status"
+    assert model.data(model.index(bad_row, 3)) == "cannot load"
 
     target = next(e for e in entries if e.name.startswith("last_Cartpole_ep_4_"))
     window.select_checkpoint(target.name)

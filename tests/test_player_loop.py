@@ -106,3 +106,21 @@ def test_a_stop_signal_ends_run_between_iterations():
     timer.join()
     assert stop.value.signum == signal.SIGTERM and core.steps > 0
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_an_evaluation_says_how_far_it_is(monkeypatch, capsys):
+    """games_num=100 printed nothing for 72 s, then one line."""
+    import types
+
+    from isaacgymenvs.player import headless
+
+    monkeypatch.setattr(headless, "PROGRESS_SECONDS", 0.0)
+    core = types.SimpleNamespace(steps=0, task=types.SimpleNamespace(dt=0.01), finished_returns=[])
+    loop = headless.HeadlessLoop(core, games_num=10, recorder=None, switch=lambda: False)
+    loop.after_step()
+    core.finished_returns.extend([1.0, 3.0])
+    loop.after_step()
+    assert capsys.readouterr().out.splitlines() == [
+        "Evaluating: 0/10 episodes",
+        "Evaluating: 2/10 episodes, mean return so far 2.00",
+    ]

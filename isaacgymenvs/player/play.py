@@ -100,7 +100,7 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     yield_to_trainer(int(cfg.player_nice))
     drawing = choose_render_device(cfg) if renders(cfg, viewer) else None  # before the first frame
     print(describe_devices(cfg, drawing), flush=True)
-    finder = RunFinder(cfg.train_dir, cfg.experiment)
+    finder = RunFinder(cfg.train_dir, cfg.experiment, task=cfg.task.name if task_given else None)
     web = None
     try:
         if viewer == "web":
@@ -180,7 +180,7 @@ def play_run(
     return finder.newer
 
 
-PLAYER_WINDOW_INSTEAD = "use headless=True (with video=True to record)"
+PLAYER_WINDOW_INSTEAD = "use viewer=web (the page, from a laptop through ssh -L) or headless=True (video=True records)"
 
 
 def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
@@ -226,6 +226,7 @@ def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool
             int(cfg.video_length),
             core.task.dt,
             float(cfg.video_fps),
+            max_clips=int(cfg.video_max_clips),
         )
     eval_dir = protocol.output_dir_in_run(run, "eval") if cfg.games_num > 0 else None
     csv_path = run_headless(core, int(cfg.games_num), recorder, eval_dir, switch)
