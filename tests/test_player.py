@@ -406,6 +406,16 @@ def test_headless_video_records_mp4_clips(trained_runs):
 
 
 @pytest.mark.slow
+def test_task_alone_plays_that_tasks_newest_run(trained_runs):
+    """The README's table says an empty experiment means the task's name; play refused that before."""
+    parent, runs = trained_runs
+    result = run_cli("mode=play", "task=Cartpole", "games_num=1", "num_envs=2", "sim_device=cpu", "rl_device=cpu",
+                     cwd=parent, timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Playing run {runs['Cartpole'].name}" in result.stdout
+
+
+@pytest.mark.slow
 def test_video_clips_are_announced_and_only_the_newest_are_kept(trained_runs):
     """video=True wrote a ~1 MB clip every ~20 s until stopped, and said nothing."""
     parent, runs = trained_runs

@@ -94,6 +94,10 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     """Watch the run `experiment=` names: wait for it if needed, move to a newer match when one starts."""
     viewer = choose_viewer(cfg)
     windowed = viewer == "window"
+    if not cfg.experiment and task_given:  # as for training: an empty experiment means the task's name
+        OmegaConf.set_struct(cfg, False)
+        cfg.experiment = cfg.task.name
+        OmegaConf.set_struct(cfg, True)
     if not cfg.experiment:
         protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
