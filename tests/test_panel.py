@@ -235,3 +235,15 @@ def test_holoviz_panel_installed_beside_us_imports_and_our_panel_works(cartpole_
     assert result.returncode == 0, result.stderr[-2000:]
     version, entries = result.stdout.split()[-2:]
     assert int(entries) >= 4 and version[0].isdigit()
+
+
+def test_the_list_summary_names_what_cannot_be_loaded():
+    """'7 checkpoints, 1 cannot be loaded' named no file."""
+    from isaacgymenvs.panel.catalog import UNCHECKED, CheckpointEntry, list_summary
+
+    def entry(name: str, problem: str | None) -> CheckpointEntry:
+        return CheckpointEntry(name, f"nn/{name}", 10, 0.0, None, None, problem)
+
+    torn = entry("torn.pth", "torn.pth is torn or not a checkpoint")
+    summary = list_summary([entry("a.pth", None), torn, entry("b.pth", UNCHECKED)])
+    assert summary.startswith("3 checkpoints, 1 cannot be loaded (torn.pth is torn or not a checkpoint), 1 being")
