@@ -406,6 +406,19 @@ def test_headless_video_records_mp4_clips(trained_runs):
 
 
 @pytest.mark.slow
+def test_the_window_player_says_it_stopped_like_the_others(trained_runs):
+    parent, runs = trained_runs
+    env = cli_env(QT_QPA_PLATFORM="offscreen", DISPLAY=None, WAYLAND_DISPLAY=None)
+    player = start_cli("mode=play", f"experiment={runs['Cartpole'].name}", "viewer=window", "num_envs=2",
+                       "sim_device=cpu", "rl_device=cpu", cwd=parent, env=env)  # fmt: skip
+    lines = Lines(player)
+    lines.wait_for("Loaded ", 120)
+    player.send_signal(signal.SIGTERM)
+    out = lines.rest(60)
+    assert player.wait(30) == 0 and out.splitlines()[-1] == "Player stopped.", out[-2000:]
+
+
+@pytest.mark.slow
 def test_task_alone_plays_that_tasks_newest_run(trained_runs):
     """The README's table says an empty experiment means the task's name; play refused that before."""
     parent, runs = trained_runs

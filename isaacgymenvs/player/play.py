@@ -118,6 +118,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
             match = play_run(cfg, match, finder, task_given, windowed, notice, web)
             if match is not None:
                 notice = f"switched to newer run {match.run.name} (was {previous.run.name})"
+        if windowed:  # closed (Esc, the window's close button, or a stop signal): said as the page does
+            print("Player stopped.", flush=True)
     except KeyboardInterrupt:
         print("Player stopped.", flush=True)
     finally:
