@@ -60,11 +60,52 @@ def resolve_torch_compile(value: object, cfg: DictConfig) -> bool | str | DictCo
 AGENTS = ("graphed_a2c_continuous", "a2c_continuous")
 
 
+# rl_games `train.params.config` keys graphed_a2c_continuous runs exactly as stock a2c_continuous does
+# (tests/test_graphed_agent.py compares them epoch by epoch), or that only name, place or save the run.
+GRAPHED_ACCEPTED = frozenset({
+    "bound_loss_type", "bounds_loss_coef", "clip_actions", "clip_value", "critic_coef", "device", "device_name",
+    "e_clip", "entropy_coef", "env_config", "env_name", "features", "full_experiment_name", "games_to_track",
+    "gamma", "grad_norm", "horizon_length", "kl_threshold", "learning_rate", "log_path", "lr_schedule",
+    "max_epochs", "max_frames", "mini_epochs", "minibatch_size", "minibatch_size_per_env", "mixed_precision",
+    "multi_gpu", "name", "normalize_advantage", "normalize_input", "normalize_value", "num_actors", "player",
+    "ppo", "print_stats", "reward_shaper", "save_best_after", "save_frequency", "schedule_entropy",
+    "schedule_type", "score_to_win", "seq_length", "tau", "torch_compile", "train_dir", "truncate_grads",
+    "value_bootstrap", "weight_decay",
+})  # fmt: skip
+# rl_games options it does not implement (or not with stock semantics): what each is, for the refusal
+GRAPHED_REFUSED = {
+    "central_value_config": "an asymmetric critic", "use_action_masks": "action masks",
+    "use_diagnostics": "PPO diagnostics", "normalize_rms_advantage": "RMS advantage normalisation",
+    "adv_rms_momentum": "RMS advantage normalisation", "use_smooth_clamp": "the smoothed clip",
+    "freeze_critic": "a frozen critic (its value normaliser would go on learning)",
+    "epochs_between_resets": "periodic env resets (the captured graphs would keep the old episode tensors)",
+    "self_play": "self-play", "self_play_config": "self-play", "population_based_training": "PBT",
+    "pbt_idx": "PBT", "use_experimental_cv": "the experimental central value",
+}  # fmt: skip
+
+
+def check_graphed_options(config: DictConfig) -> None:
+    """Refuse, before any training, an rl_games option the graphed agent would run differently."""
+    for key in config:
+        if key in GRAPHED_ACCEPTED:
+            continue
+        value = config[key]
+        if key in GRAPHED_REFUSED and value in (None, False, 0, "", {}):
+            continue  # off: nothing to run differently
+        if key in GRAPHED_REFUSED:
+            why = f": {GRAPHED_REFUSED[key]}, not implemented by graphed_a2c_continuous"
+        else:
+            why = " is not an option graphed_a2c_continuous knows (a typo?)"
+        raise UserError(f"train.params.config.{key}={value}{why}; train.params.algo.name=a2c_continuous runs it.")
+
+
 def resolve_algo(params: DictConfig) -> None:
     """Refuse an unknown `train.params.algo.name`; the graphed agent replaces torch_compile with CUDA graphs."""
     name = params.algo.name
     if name not in AGENTS:
         raise UserError(f"train.params.algo.name={name} is not an agent here; use {' or '.join(AGENTS)}.")
+    if name == AGENTS[0]:
+        check_graphed_options(params.config)
     if name == AGENTS[0] and params.config.get("torch_compile"):
         print("Note: torch_compile is ignored by graphed_a2c_continuous (its CUDA graphs replace it).")
         params.config.torch_compile = False
@@ -78,7 +119,7 @@ BOOL_KEYS = (
 INT_KEYS = {
     "checkpoint_save_freq": 1, "games_num": 0, "video_length": 1, "play_num_envs": 1,
     "graphics_device_id": 0, "seed": None, "checkpoint_save_freq_gpu": 1, "checkpoint_save_freq_cpu": 1,
-    "player_gpu_min_envs": 1, "player_nice": 0,
+    "player_gpu_min_envs": 1, "player_nice": 0, "video_max_clips": 0,
 }  # fmt: skip
 # null means "resolve for this machine" (checkpoint_save_freq: per simulation device)
 NULLABLE_KEYS = ("checkpoint_save_freq",)
@@ -94,6 +135,7 @@ UNITS = {
     "video_fps": "a positive number of frames per second",
     "player_gpu_min_envs": "a positive number of environments",
     "player_nice": "a niceness from 0 to 19",
+    "video_max_clips": "a number of clips (0: keep all)",
 }  # fmt: skip
 
 

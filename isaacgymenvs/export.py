@@ -392,7 +392,14 @@ def export(cfg: DictConfig) -> ExportedFiles:
     """`mode=export`: export the chosen checkpoint and print where the files are."""
     run, checkpoint = resolve_source(cfg.train_dir, cfg.experiment, cfg.checkpoint)
     files = export_checkpoint(run, checkpoint, bool(cfg.export_values))
-    print(f"Exported {checkpoint} (run {run.name}):")
+    print(f"Exported {shown_path(checkpoint)} (run {run.name}):")
     for path in files:
-        print(f"  {path}")
+        print(f"  {shown_path(path)}")
     return files
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the working directory when below it, whichever way the checkpoint was named
+    (experiment= gave relative paths and checkpoint= absolute ones)."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return relative if not relative.startswith(os.pardir) else os.path.abspath(path)

@@ -205,6 +205,10 @@ def test_cli_exports_latest_and_an_rl_games_file(runs):
     periodic = next(run.nn.glob("last_Ant_ep_5_*.pth"))  # rl_games' own file: no metadata inside
     result = run_cli("mode=export", f"checkpoint={periodic}", cwd=parent)
     assert result.returncode == 0, result.stderr[-2000:]
+    # named by an absolute checkpoint= path too, the files are shown as with experiment=: relative
+    assert [line.strip() for line in result.stdout.splitlines()[-3:]] == [
+        f"runs/{run.name}/exported/{periodic.stem}{suffix}" for suffix in (".onnx", ".pt", ".json")
+    ]
     for suffix in (".onnx", ".pt", ".json"):
         assert (run.root / "exported" / (periodic.stem + suffix)).is_file()
     assert json.loads((run.root / "exported" / f"{periodic.stem}.json").read_text())["source_checkpoint"]["epoch"] == 5

@@ -21,6 +21,7 @@ from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
 from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
+from tests.conftest import run_cli
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -33,13 +34,32 @@ def build_agent(cfg, run: RunDir, algo: str):
     return runner.algo_factory.create(algo, base_name="run", params=runner.params)
 
 
-@pytest.fixture(params=["Ant", "Cartpole", "Cartpole-standard"])
+C = "train.params.config."
+# rl_games options our shipped configs do not set, each a variant the graphed agent must run as stock does
+VARIANTS = {
+    "Ant": [],
+    "Cartpole": [],
+    "Cartpole-standard": [f"+{C}schedule_type=standard"],  # the adaptive rate once per mini-epoch
+    "Cartpole-linear": [f"{C}lr_schedule=linear"],
+    "Cartpole-linear-entropy": [f"{C}lr_schedule=linear", f"+{C}schedule_entropy=True", f"{C}entropy_coef=0.01"],
+    "Cartpole-constant": [f"{C}lr_schedule=null"],
+    "Cartpole-no-value-norm": [f"{C}normalize_value=False"],
+    "Cartpole-no-input-norm": [f"{C}normalize_input=False"],
+    "Cartpole-no-clip-value": [f"{C}clip_value=False"],
+    "Cartpole-no-bounds": [f"{C}bounds_loss_coef=0"],
+    "Cartpole-e-clip": [f"{C}e_clip=0.1"],
+    "Cartpole-mini-epochs": [f"{C}mini_epochs=2", f"{C}minibatch_size=64"],
+    "Cartpole-no-advantage-norm": [f"{C}normalize_advantage=False"],
+    "Cartpole-no-truncate": [f"{C}truncate_grads=False"],
+}
+
+
+@pytest.fixture(params=list(VARIANTS))
 def agents(request, make_cfg, tmp_path):
-    """(stock, graphed) agents with identical weights and envs; Cartpole clips gradients, Ant does not,
-    and "standard" adapts the learning rate once per mini-epoch instead of per minibatch."""
-    task, _, schedule = request.param.partition("-")
-    extra = [f"+train.params.config.schedule_type={schedule}"] if schedule else []
-    cfg = make_cfg(task, "num_envs=32", "train.params.config.minibatch_size=128", "seed=3", *extra)
+    """(stock, graphed) agents with identical weights and envs; Cartpole clips gradients, Ant does not;
+    the other variants each change one rl_games option."""
+    task = request.param.partition("-")[0]
+    cfg = make_cfg(task, "num_envs=32", f"{C}minibatch_size=128", "seed=3", *VARIANTS[request.param])
     stock = build_agent(cfg, RunDir(tmp_path / "stock"), "a2c_continuous")
     new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
     new.model.load_state_dict(stock.model.state_dict())
@@ -102,8 +122,10 @@ def test_training_epochs_match_stock(agents):
     assert new_state.keys() == stock_state.keys()
     for key in stock_state:
         assert_close(stock_state[key], new_state[key], f"weights {key}")
-    # The adaptive schedule moved the rate (else the test would not check it).
-    assert stock.last_lr != pytest.approx(float(stock.config["learning_rate"]))
+    # The schedule moved the rate (else the test would not check it), and the entropy coefficient.
+    if stock.config.get("lr_schedule") in ("adaptive", "linear"):
+        assert stock.last_lr != pytest.approx(float(stock.config["learning_rate"]))
+    assert new.entropy_coef == pytest.approx(stock.entropy_coef)
 
 
 def torch_mean_list(values: list) -> torch.Tensor:
@@ -149,3 +171,63 @@ def test_unknown_agent_name_is_one_sentence(make_cfg):
 
     with pytest.raises(UserError, match="train.params.algo.name=ppo_magic is not an agent here"):
         make_cfg("Ant", "train.params.algo.name=ppo_magic")
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("freeze_critic=True", "train.params.config.freeze_critic=True: a frozen critic"),
+        ("epochs_between_resets=10", "train.params.config.epochs_between_resets=10: periodic env resets"),
+        ("use_action_masks=True", "train.params.config.use_action_masks=True: action masks"),
+        ("learning_rte=0.001", "train.params.config.learning_rte=0.001 is not an option graphed_a2c_continuous knows"),
+    ],
+)
+def test_an_option_the_graphed_agent_would_run_differently_is_refused_in_one_sentence(make_cfg, option, expected):
+    from isaacgymenvs.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        make_cfg("Ant", f"+train.params.config.{option}")
+    assert str(refused.value).startswith(expected) and "\n" not in str(refused.value)
+    assert str(refused.value).endswith("; train.params.algo.name=a2c_continuous runs it.")
+    make_cfg("Ant", f"+train.params.config.{option}", "train.params.algo.name=a2c_continuous")  # stock runs it
+    make_cfg("Ant", "+train.params.config.freeze_critic=False")  # an option turned off is no difference
+
+
+@pytest.mark.slow
+def test_the_refusal_is_exit_2_before_any_training(tmp_path):
+    result = run_cli("task=Cartpole", "sim_device=cpu", "rl_device=cpu", "+train.params.config.freeze_critic=True",
+                     cwd=tmp_path, timeout=120)  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "freeze_critic=True: a frozen critic" in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_rank_runs_the_linear_schedule(make_cfg, tmp_path):
+    """rl_games clears lr_schedule on ranks > 0 (rank 0 broadcasts its rate); this agent broadcasts
+    nothing, so a rank without the schedule kept the initial rate while rank 0 decayed."""
+    from rl_games.common import schedulers
+
+    from isaacgymenvs.trainer.graphed.schedule import restore_schedule
+
+    cfg = make_cfg("Cartpole", "num_envs=32", f"{C}lr_schedule=linear", "max_iterations=50")
+    new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
+    assert isinstance(new.scheduler, schedulers.LinearScheduler)
+    new.scheduler = schedulers.IdentityScheduler()  # what rl_games leaves on a rank > 0
+    restore_schedule(new, "linear")
+    assert isinstance(new.scheduler, schedulers.LinearScheduler) and new.scheduler.max_steps == new.max_epochs
+
+
+def test_a_tensor_rebound_after_capture_is_refused_before_the_next_epoch(make_cfg, tmp_path):
+    """A captured graph keeps using the memory it recorded: rl_games' reset path reassigns its episode
+    tensors (epochs_between_resets), and the meters would silently go wrong."""
+    cfg = make_cfg("Cartpole", "num_envs=32")
+    new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
+    new.init_tensors()
+    step = new._after_env_step
+    step.record()  # what a capture on CUDA does (the CPU runs the steps eagerly)
+    step.verify()
+    new.current_rewards.add_(1.0)  # in place: the same memory
+    step.verify()
+    new.current_rewards = new.current_rewards.clone()  # rebound, as rl_games' reset path does
+    with pytest.raises(RuntimeError, match=r"_after_env_step_fn: current_rewards rebound after the CUDA graph"):
+        step.verify()

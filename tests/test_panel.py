@@ -118,6 +118,9 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     from PySide6.QtCore import Qt
 
     assert not window.table_model.flags(window.table_model.index(bad_row, 0)) & Qt.ItemIsSelectable
+    model = window.table_model  # every column is named (the fourth had an empty header)
+    assert [model.headerData(i, Qt.Horizontal) for i in range(model.columnCount())][3] == "Status"
+    assert model.data(model.index(bad_row, 3)) == "cannot load"
 
     target = next(e for e in entries if e.name.startswith("last_Cartpole_ep_4_"))
     window.select_checkpoint(target.name)
@@ -165,7 +168,7 @@ def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
     assert window.current_label.text() == "player not running"
 
 
-@pytest.mark.parametrize("args, fragment", [([], "needs experiment="), (["--experiment=Nope"], "No run in")])
+@pytest.mark.parametrize("args, fragment", [([], "needs experiment="), (["--experiment=../x"], "must be a name")])
 def test_panel_cli_errors_are_one_sentence(args, fragment, tmp_path):
     result = run_command([sys.executable, str(REPO / "isaacgymenvs" / "checkpoint_control_panel.py"), *args],
                          cwd=tmp_path, timeout=60)  # fmt: skip
@@ -232,3 +235,15 @@ def test_holoviz_panel_installed_beside_us_imports_and_our_panel_works(cartpole_
     assert result.returncode == 0, result.stderr[-2000:]
     version, entries = result.stdout.split()[-2:]
     assert int(entries) >= 4 and version[0].isdigit()
+
+
+def test_the_list_summary_names_what_cannot_be_loaded():
+    """'7 checkpoints, 1 cannot be loaded' named no file."""
+    from isaacgymenvs.panel.catalog import UNCHECKED, CheckpointEntry, list_summary
+
+    def entry(name: str, problem: str | None) -> CheckpointEntry:
+        return CheckpointEntry(name, f"nn/{name}", 10, 0.0, None, None, problem)
+
+    torn = entry("torn.pth", "torn.pth is torn or not a checkpoint")
+    summary = list_summary([entry("a.pth", None), torn, entry("b.pth", UNCHECKED)])
+    assert summary.startswith("3 checkpoints, 1 cannot be loaded (torn.pth is torn or not a checkpoint), 1 being")

@@ -345,10 +345,19 @@ def test_window_without_a_display_is_one_sentence(tmp_path):
     env = cli_env(DISPLAY=None, WAYLAND_DISPLAY=None, QT_QPA_PLATFORM=None)
     result = run_cli("mode=play", "experiment=Ant", "viewer=window", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == (
-        "Error: No display for the player window; use headless=True (with video=True to record), "
-        "or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
+    assert result.stderr.strip() == (  # a newcomer on a server: the page is the way to watch there
+        "Error: No display for the player window; use viewer=web (the page, from a laptop through ssh -L) or "
+        "headless=True (video=True records), or run under Xvfb / with QT_QPA_PLATFORM=offscreen."
     )
+
+
+def test_the_waiting_hint_names_the_task_that_was_given(tmp_path):
+    from isaacgymenvs.player.runs import RunFinder
+
+    assert RunFinder(tmp_path, "my_ant", task="Ant").trainer_command == (
+        "python isaacgymenvs/train_play.py task=Ant experiment=my_ant"
+    )
+    assert "task=<Task> experiment=my_ant" in RunFinder(tmp_path, "my_ant").trainer_command
 
 
 @pytest.mark.slow
@@ -394,6 +403,48 @@ def test_headless_video_records_mp4_clips(trained_runs):
     # SIGTERM ended the last clip mid-recording: it is still a finished, readable MP4.
     last = imageio_ffmpeg.read_frames(str(clips[-1]))
     assert next(last)["fps"] == 30 and 0 < sum(1 for _ in last) <= 30
+
+
+@pytest.mark.slow
+def test_the_window_player_says_it_stopped_like_the_others(trained_runs):
+    parent, runs = trained_runs
+    env = cli_env(QT_QPA_PLATFORM="offscreen", DISPLAY=None, WAYLAND_DISPLAY=None)
+    player = start_cli("mode=play", f"experiment={runs['Cartpole'].name}", "viewer=window", "num_envs=2",
+                       "sim_device=cpu", "rl_device=cpu", cwd=parent, env=env)  # fmt: skip
+    lines = Lines(player)
+    lines.wait_for("Loaded ", 120)
+    player.send_signal(signal.SIGTERM)
+    out = lines.rest(60)
+    assert player.wait(30) == 0 and out.splitlines()[-1] == "Player stopped.", out[-2000:]
+
+
+@pytest.mark.slow
+def test_task_alone_plays_that_tasks_newest_run(trained_runs):
+    """The README's table says an empty experiment means the task's name; play refused that before."""
+    parent, runs = trained_runs
+    result = run_cli("mode=play", "task=Cartpole", "games_num=1", "num_envs=2", "sim_device=cpu", "rl_device=cpu",
+                     cwd=parent, timeout=180)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Playing run {runs['Cartpole'].name}" in result.stdout
+
+
+@pytest.mark.slow
+def test_video_clips_are_announced_and_only_the_newest_are_kept(trained_runs):
+    """video=True wrote a ~1 MB clip every ~20 s until stopped, and said nothing."""
+    parent, runs = trained_runs
+    run = runs["Cartpole"]
+    for old in (run.root / "videos").glob("*.mp4"):
+        old.unlink()
+    player = start_cli("mode=play", f"experiment={run.name}", "headless=True", "video=True", "video_length=30",
+                       "video_max_clips=2", "num_envs=2", "sim_device=cpu", "rl_device=cpu", cwd=parent,
+                       env=cli_env(DISPLAY=None, WAYLAND_DISPLAY=None))  # fmt: skip
+    lines = Lines(player)
+    for _ in range(4):  # each clip is announced when it is written
+        lines.wait_for("Wrote ", 60)
+    player.send_signal(signal.SIGTERM)
+    lines.rest(60)
+    clips = sorted((run.root / "videos").glob("*.mp4"))
+    assert 1 <= len(clips) <= 2, [c.name for c in clips]  # the older ones were deleted
 
 
 def test_waiting_window_says_what_it_waits_for_in_a_box_as_wide_as_its_text(qtbot, tmp_path):

@@ -106,3 +106,55 @@ def test_a_stop_signal_ends_run_between_iterations():
     timer.join()
     assert stop.value.signum == signal.SIGTERM and core.steps > 0
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_an_evaluation_says_how_far_it_is(monkeypatch, capsys):
+    """games_num=100 printed nothing for 72 s, then one line."""
+    import types
+
+    from isaacgymenvs.player import headless
+
+    monkeypatch.setattr(headless, "PROGRESS_SECONDS", 0.0)
+    core = types.SimpleNamespace(steps=0, task=types.SimpleNamespace(dt=0.01), finished_returns=[])
+    loop = headless.HeadlessLoop(core, games_num=10, recorder=None, switch=lambda: False)
+    loop.after_step()
+    core.finished_returns.extend([1.0, 3.0])
+    loop.after_step()
+    assert capsys.readouterr().out.splitlines() == [
+        "Evaluating: 0/10 episodes",
+        "Evaluating: 2/10 episodes, mean return so far 2.00",
+    ]
+
+
+def test_the_all_robots_camera_keeps_every_robot_in_view_as_they_spread(make_cfg):
+    """Trained Ants run apart: with a fixed distance only 2-3 of 4 stayed in the picture."""
+    import math
+
+    import numpy as np
+
+    from isaacgymenvs.player.render import MultiEnvRenderer
+    from isaacgymenvs.tasks import make_task
+
+    task = make_task(make_cfg("Ant", "num_envs=4"))
+    renderer = MultiEnvRenderer(task.model, 4, 5.0, "fast")
+    try:
+        qpos = task.physics.state().qpos.cpu().numpy().copy()
+        qpos[:, 0] += np.array([40.0, -35.0, 10.0, 0.0])  # the robots ran off in different directions
+        qpos[:, 1] += np.array([5.0, 30.0, -45.0, 0.0])
+        renderer.follow_position(qpos)
+        cam = renderer.camera
+        az, el = math.radians(cam.azimuth), math.radians(cam.elevation)
+        forward = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+        eye = np.asarray(cam.lookat) - cam.distance * forward
+        right = np.cross(forward, [0.0, 0.0, 1.0])
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        tan_v = math.tan(math.radians(task.model.vis.global_.fovy) / 2)
+        tan_h = tan_v * renderer.width / renderer.height
+        for i in range(4):
+            d = qpos[i, :3] + renderer.offsets[i] - eye
+            depth = float(d @ forward)
+            x, y = float(d @ right) / depth, float(d @ up) / depth
+            assert depth > 0 and abs(x) < tan_h and abs(y) < tan_v, f"robot {i} is outside the view ({x:.2f}, {y:.2f})"
+    finally:
+        renderer.close()

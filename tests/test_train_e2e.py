@@ -40,9 +40,17 @@ def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
     )
     assert [int(p[0]) for p in progress] == [1, 2, 3, 4, 5, 6]
     # A quiet console: our lines only (no rl_games debug prints), nothing on stderr.
+    summary = result.stdout.splitlines()[-4:]  # what was trained, where, and how to go on with it
     allowed = ("Training will save to: ", "epoch ", "Published latest.pth ")
-    assert [line for line in result.stdout.splitlines() if not line.startswith(allowed)] == []
+    assert [line for line in result.stdout.splitlines()[:-4] if not line.startswith(allowed)] == []
     assert result.stderr == ""
+    assert re.fullmatch(rf"Trained Cartpole for 6 epochs in 0:\d\d, last mean reward \S+: runs/{run.name}", summary[0])
+    assert summary[1:] == [
+        f"  watch:  python isaacgymenvs/train_play.py mode=play experiment={run.name}",
+        f"  resume: python isaacgymenvs/train_play.py task=Cartpole checkpoint=runs/{run.name}/nn/latest.pth "
+        "max_iterations=<more than 6>",
+        f"  export: python isaacgymenvs/train_play.py mode=export experiment={run.name}",
+    ]
 
     params = (run / "params" / "config.yaml").read_text()
     assert "name: Cartpole" in params and "num_envs: 64" in params

@@ -5,10 +5,28 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.signals import STOP_SIGNALS
+
+
+def wait_for_run(train_dir: str, experiment: str) -> protocol.RunDir | None:
+    """The run `experiment` names; started before the trainer, the panel waits for it, as the
+    player does (None: stopped with Ctrl+C meanwhile). No experiment: the one-sentence error."""
+    if not experiment:
+        return protocol.resolve_experiment(train_dir, experiment)
+    match = protocol.match_experiment(train_dir, experiment, lambda run: run.config_file.exists())
+    if match is None:
+        print(f"Waiting for a run matching '{experiment}' in {train_dir}/ (start the trainer) ...", flush=True)
+    try:
+        while match is None:
+            time.sleep(0.5)
+            match = protocol.match_experiment(train_dir, experiment, lambda run: run.config_file.exists())
+    except KeyboardInterrupt:
+        return None
+    return match.run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         protocol.check_experiment_name(args.experiment)  # a name, not a path out of train_dir
-        run = protocol.resolve_experiment(args.train_dir, args.experiment)
         display.require_display(
             "checkpoint control panel",
             "run the panel on a machine with a display (it needs only the run directory), "
             "or use the panel in the player's page (mode=play viewer=web)",
         )
+        run = wait_for_run(args.train_dir, args.experiment)
+        if run is None:
+            print("Panel stopped.", flush=True)
+            return 0
         from isaacgymenvs.panel.catalog import run_info
 
         try:
@@ -41,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = PanelWindow(run, info)
     window.show()
+    print(f"Control panel for run {run.name}", flush=True)
     for signum in STOP_SIGNALS:  # Ctrl+C, kill (the player closing its panel) or a closed terminal
         signal.signal(signum, lambda *_: window.close())
     return app.exec()

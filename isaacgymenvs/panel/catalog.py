@@ -270,9 +270,16 @@ def request_checkpoint(run: RunDir, mode: str, relative: str | None) -> tuple[bo
 
 
 def list_summary(entries: list[CheckpointEntry]) -> str:
-    """`12 checkpoints, 1 cannot be loaded; refreshed 14:02:11`: the line under both panels' lists."""
-    bad = sum(1 for e in entries if e.problem)
-    note = f", {bad} cannot be loaded" if bad else ""
+    """The line under both panels' lists, naming what cannot be loaded (a count alone sent the user
+    looking): `12 checkpoints, 1 cannot be loaded (torn.pth: ...), 30 being checked; refreshed 14:02:11`."""
+    bad = [e for e in entries if e.problem and e.problem != UNCHECKED]
+    checking = sum(1 for e in entries if e.problem == UNCHECKED)
+    note = ""
+    if bad:
+        named = "; ".join(f"{e.problem[:100]}" for e in bad[:2]) + ("; ..." if len(bad) > 2 else "")
+        note += f", {len(bad)} cannot be loaded ({named})"
+    if checking:
+        note += f", {checking} being checked"
     return f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
 
 

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from isaacgymenvs import protocol
 from isaacgymenvs.panel.catalog import (
+    UNCHECKED,
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
@@ -105,7 +106,7 @@ class Exporter(QObject):
 class CheckpointTable(QAbstractTableModel):
     """Rows of CheckpointEntry; unusable files are shown greyed out and cannot be selected."""
 
-    HEADERS = ("Checkpoint", "Epoch", "Training reward", "")
+    HEADERS = ("Checkpoint", "Epoch", "Training reward", "Status")
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,7 +138,9 @@ class CheckpointTable(QAbstractTableModel):
                 return "" if e.epoch is None else str(e.epoch)
             if col == 2:
                 return "" if e.reward is None else f"{e.reward:.1f}"
-            return "cannot load" if e.problem else ""
+            if e.problem:
+                return "checking" if e.problem == UNCHECKED else "cannot load"
+            return "loadable"
         if role == Qt.ToolTipRole and e.problem:
             return e.problem
         if role == Qt.ForegroundRole and e.problem:

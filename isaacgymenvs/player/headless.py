@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import shutil
@@ -43,9 +44,11 @@ class ClipRecorder:
         dt: float,
         fps: float = 30,
         root: Path | None = None,
+        max_clips: int = 0,
     ) -> None:
         self.renderer, self.directory, self.length = renderer, directory, length
         self.root = root if root is not None else directory.parent
+        self.max_clips = max_clips  # the newest this many are kept (0: all): clips come every ~10 s
         self.stride = max(1, round(1.0 / (dt * fps)))
         self.fps = 1.0 / (dt * self.stride)
         self.scratch = tempfile.TemporaryDirectory(prefix="isaacgymenvs-clip-")
@@ -85,9 +88,15 @@ class ClipRecorder:
         self.writer.close()
         self.writer = None
         clip, self.pending = self.pending, None
+        frames = (self.frames - 1) % self.length + 1
         with open(Path(self.scratch.name) / "clip.mp4", "rb") as source:
             protocol.atomic_write(clip, lambda f: shutil.copyfileobj(source, f), root=self.root)
         self.clips.append(clip)
+        print(f"Wrote {clip} ({frames} frames, {frames / self.fps:.1f} s)", flush=True)
+        while self.max_clips and len(self.clips) > self.max_clips:
+            old = self.clips.pop(0)
+            with contextlib.suppress(OSError):
+                protocol.unlink_in(self.root, old)
 
 
 def write_returns(path: Path, returns: list[float], root: Path | None = None) -> None:
@@ -115,6 +124,9 @@ def wait_for_policy(core: PlayerCore, stop: StopOnSignal) -> None:
         time.sleep(0.005)
 
 
+PROGRESS_SECONDS = 5.0  # an evaluation says how far it is this often (100 Ant episodes: ~70 s here)
+
+
 class HeadlessLoop(PlayerLoop):
     """No window: records clips when given a recorder, and ends an evaluation once `games_num`
     episodes have finished (stepping as fast as it can instead of in real time)."""
@@ -126,10 +138,16 @@ class HeadlessLoop(PlayerLoop):
     ) -> None:
         super().__init__(core, switch, real_time=games_num <= 0)
         self.games_num, self.recorder = games_num, recorder
+        self.next_progress = time.monotonic() + PROGRESS_SECONDS
 
     def after_step(self) -> None:
         if self.recorder is not None:
             self.recorder.add(self.core)
+        if self.games_num > 0 and time.monotonic() >= self.next_progress:
+            self.next_progress = time.monotonic() + PROGRESS_SECONDS
+            done = list(self.core.finished_returns)[: self.games_num]
+            mean = f", mean return so far {sum(done) / len(done):.2f}" if done else ""
+            print(f"Evaluating: {len(done)}/{self.games_num} episodes{mean}", flush=True)
 
     def finished(self) -> bool:
         return 0 < self.games_num <= len(self.core.finished_returns)

@@ -94,13 +94,17 @@ def play(cfg: DictConfig, task_given: bool) -> None:
     """Watch the run `experiment=` names: wait for it if needed, move to a newer match when one starts."""
     viewer = choose_viewer(cfg)
     windowed = viewer == "window"
+    if not cfg.experiment and task_given:  # as for training: an empty experiment means the task's name
+        OmegaConf.set_struct(cfg, False)
+        cfg.experiment = cfg.task.name
+        OmegaConf.set_struct(cfg, True)
     if not cfg.experiment:
         protocol.resolve_experiment(cfg.train_dir, "")  # the one-sentence error listing recent runs
     os.environ.setdefault("MUJOCO_EGL_DEVICE_ID", str(cfg.graphics_device_id))
     yield_to_trainer(int(cfg.player_nice))
     drawing = choose_render_device(cfg) if renders(cfg, viewer) else None  # before the first frame
     print(describe_devices(cfg, drawing), flush=True)
-    finder = RunFinder(cfg.train_dir, cfg.experiment)
+    finder = RunFinder(cfg.train_dir, cfg.experiment, task=cfg.task.name if task_given else None)
     web = None
     try:
         if viewer == "web":
@@ -114,6 +118,8 @@ def play(cfg: DictConfig, task_given: bool) -> None:
             match = play_run(cfg, match, finder, task_given, windowed, notice, web)
             if match is not None:
                 notice = f"switched to newer run {match.run.name} (was {previous.run.name})"
+        if windowed:  # closed (Esc, the window's close button, or a stop signal): said as the page does
+            print("Player stopped.", flush=True)
     except KeyboardInterrupt:
         print("Player stopped.", flush=True)
     finally:
@@ -180,7 +186,7 @@ def play_run(
     return finder.newer
 
 
-PLAYER_WINDOW_INSTEAD = "use headless=True (with video=True to record)"
+PLAYER_WINDOW_INSTEAD = "use viewer=web (the page, from a laptop through ssh -L) or headless=True (video=True records)"
 
 
 def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
@@ -226,6 +232,7 @@ def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool
             int(cfg.video_length),
             core.task.dt,
             float(cfg.video_fps),
+            max_clips=int(cfg.video_max_clips),
         )
     eval_dir = protocol.output_dir_in_run(run, "eval") if cfg.games_num > 0 else None
     csv_path = run_headless(core, int(cfg.games_num), recorder, eval_dir, switch)

@@ -31,8 +31,11 @@ def playable(run: RunDir) -> bool:
 class RunFinder:
     """Find the run `experiment` matches; watch in the background for a newer match."""
 
-    def __init__(self, train_dir: str | Path, experiment: str, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, train_dir: str | Path, experiment: str, log: Callable[[str], None] = print, task: str | None = None
+    ) -> None:
         self.train_dir, self.experiment, self.log = train_dir, experiment, log
+        self.task = task  # the task= the user gave, for the hint on how to start the trainer
         self.newer: RunMatch | None = None  # set by the watcher thread when a newer run matches
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,6 +43,11 @@ class RunFinder:
     @property
     def waiting_message(self) -> str:
         return f"Waiting for a run matching '{self.experiment}' in {self.train_dir}/ ..."
+
+    @property
+    def trainer_command(self) -> str:
+        """The command that starts the run waited for (the task given, or a placeholder)."""
+        return f"python isaacgymenvs/train_play.py task={self.task or '<Task>'} experiment={self.experiment}"
 
     def find(self) -> RunMatch | None:
         return protocol.match_experiment(self.train_dir, self.experiment, playable)

@@ -103,8 +103,7 @@ class WebViewer:
 
     def wait_for_run(self, finder: RunFinder) -> RunMatch | None:
         """Started before the trainer: the page says what it waits for (a stop signal raises StopRequested)."""
-        self.show_lines([finder.waiting_message, "Start the trainer: python isaacgymenvs/train_play.py "
-                         f"task=<Task> experiment={finder.experiment}"])  # fmt: skip
+        self.show_lines([finder.waiting_message, f"Start the trainer: {finder.trainer_command}"])
         with StopOnSignal() as stop:
             match = finder.wait(lambda: stop.requested)
         if match is None:

@@ -167,8 +167,8 @@ class WaitingWindow(QWidget):
         self.timer.start(500)
 
     def hud_lines(self) -> list[str]:
-        return [self.finder.waiting_message, "Start the trainer in another terminal: python "
-                f"isaacgymenvs/train_play.py task=<Task> experiment={self.finder.experiment}", "Esc quit"]  # fmt: skip
+        return [self.finder.waiting_message, f"Start the trainer in another terminal: {self.finder.trainer_command}",
+                "Esc quit"]  # fmt: skip
 
     def poll(self) -> None:
         self.found = self.finder.find()

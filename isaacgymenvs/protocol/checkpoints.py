@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,10 @@ def torch_load_weights(source: Any, mmap: bool = False) -> Any:
     """
     import torch
 
-    with torch.serialization.safe_globals(_numeric_numpy_globals()):
+    # A file that is not a checkpoint gets a reason from us; torch's own warnings (e.g. about an old
+    # pickle protocol) would be a second, confusing message on the console.
+    with torch.serialization.safe_globals(_numeric_numpy_globals()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         return torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
 
 

@@ -98,7 +98,10 @@ def resolve_experiment(train_dir: str | Path, experiment: str) -> RunDir:
     runs = list_runs(train_dir)
     recent = ", ".join(r.name for r in runs[:5]) or f"none in {train_dir}/"
     if not experiment:
-        raise UserError(f"Play mode needs experiment=<run name or part of it>; most recent runs: {recent}.")
+        raise UserError(
+            f"Play mode needs experiment=<run name or part of it> (or task=<Task> for its newest run); "
+            f"most recent runs: {recent}."
+        )
     match = match_experiment(train_dir, experiment)
     if match is None:
         raise UserError(f"No run in {train_dir}/ matches experiment={experiment}; candidates: {recent}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -109,6 +110,7 @@ def train(cfg: DictConfig) -> RunDir | None:
     graphed.register(runner)
     runner.load(rlgames_params(cfg, run))
     runner.reset()
+    started = time.monotonic()
     try:
         with safe_rlgames_io(bool(cfg.trust_checkpoint)):
             runner.run({"train": True, "play": False, "checkpoint": cfg.checkpoint or None, "sigma": None})
@@ -116,4 +118,21 @@ def train(cfg: DictConfig) -> RunDir | None:
         checkpoints.finish()  # also on Ctrl+C: the newest policy stays watchable (rank 0 only)
         if lock is not None:
             lock.release()
+    if rank == 0:
+        print("\n".join(summary_lines(run, cfg.task.name, time.monotonic() - started)), flush=True)
     return run if rank == 0 else None
+
+
+def summary_lines(run: RunDir, task: str, seconds: float) -> list[str]:
+    """What was trained, where it is, and the commands that watch, resume and export it."""
+    manifest = protocol.read_manifest(run.latest_manifest, run.root) or {}
+    epoch, reward = manifest.get("epoch"), manifest.get("mean_reward")
+    reward_text = f", last mean reward {reward:.1f}" if isinstance(reward, (int, float)) else ""
+    entry = "python isaacgymenvs/train_play.py"
+    return [
+        f"Trained {task} for {epoch if isinstance(epoch, int) else '?'} epochs in "
+        f"{int(seconds) // 60}:{int(seconds) % 60:02d}{reward_text}: {run.root}",
+        f"  watch:  {entry} mode=play experiment={run.name}",
+        f"  resume: {entry} task={task} checkpoint={run.latest_checkpoint} max_iterations=<more than {epoch}>",
+        f"  export: {entry} mode=export experiment={run.name}",
+    ]

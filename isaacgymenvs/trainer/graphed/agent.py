@@ -28,10 +28,11 @@ import torch
 import torch.distributed as dist
 from rl_games.algos_torch import torch_ext
 from rl_games.algos_torch.a2c_continuous import A2CAgent
-from rl_games.common import common_losses, schedulers
+from rl_games.common import common_losses
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from isaacgymenvs.trainer.graphed.capture import CapturedStep
+from isaacgymenvs.trainer.graphed.capture import GRAPH_TENSORS, CapturedStep, tensor_attributes
+from isaacgymenvs.trainer.graphed.schedule import restore_schedule
 from isaacgymenvs.trainer.graphed.stats import (
     DeviceAverageMeter,
     adaptive_lr,
@@ -39,14 +40,6 @@ from isaacgymenvs.trainer.graphed.stats import (
     normalize,
     update_running_stats,
 )
-
-UNSUPPORTED = {  # config flags of rl_games features this agent does not implement
-    "central_value_config": "an asymmetric critic",
-    "use_action_masks": "action masks",
-    "use_diagnostics": "PPO diagnostics",
-    "normalize_rms_advantage": "RMS advantage normalisation",
-    "use_smooth_clamp": "the smoothed clip",
-}
 
 
 class GraphedA2CAgent(A2CAgent):
@@ -57,34 +50,27 @@ class GraphedA2CAgent(A2CAgent):
         super().__init__(base_name, params)
         self._check_supported()
         self.device_ = torch.device(self.ppo_device)
-        self._restore_schedule(lr_schedule)
+        restore_schedule(self, lr_schedule)  # on every rank (rl_games clears it on ranks > 0)
         self.game_rewards = DeviceAverageMeter(self.value_size, self.games_to_track).to(self.device_)
         self.game_shaped_rewards = DeviceAverageMeter(self.value_size, self.games_to_track).to(self.device_)
         self.game_lengths = DeviceAverageMeter(1, self.games_to_track, scalar=True).to(self.device_)
         # float32 is what the fused CUDA Adam reads; on the CPU the rate stays float64 like rl_games'.
         lr_dtype = torch.float32 if self.device_.type == "cuda" else torch.float64
         self._lr = torch.tensor(float(self.last_lr), dtype=lr_dtype, device=self.device_)
+        self._entropy_coef = torch.tensor(float(self.entropy_coef), device=self.device_)  # read by the graphs
         self.optimizer = self._make_optimizer()
         self.capture_seconds = 0.0
 
     # --- construction ---------------------------------------------------------------------
 
     def _check_supported(self) -> None:
-        for key, what in UNSUPPORTED.items():
-            if self.config.get(key):
-                raise ValueError(f"{key}: {what} is not implemented by graphed_a2c_continuous; use a2c_continuous.")
+        """What the network and env imply; config options are refused earlier (config.GRAPHED_REFUSED)."""
         if self.is_rnn or self.num_agents != 1 or self.value_size != 1 or isinstance(self.obs_shape, dict):
             raise ValueError(
                 "graphed_a2c_continuous supports one agent, an MLP policy and one value; use a2c_continuous."
             )
         if self.schedule_type not in ("legacy", "standard"):
             raise ValueError(f"schedule_type={self.schedule_type} is unknown to graphed_a2c_continuous.")
-
-    def _restore_schedule(self, lr_schedule: str | None) -> None:
-        """Every rank runs the schedule: the averaged KL is the same everywhere, so is the rate."""
-        self.is_adaptive_lr = lr_schedule == "adaptive"
-        if self.is_adaptive_lr and not isinstance(self.scheduler, schedulers.AdaptiveScheduler):
-            self.scheduler = schedulers.AdaptiveScheduler(self.config["kl_threshold"])
 
     def _make_optimizer(self) -> torch.optim.Adam:
         """rl_games' fused Adam; on CUDA capturable, the learning rate read from a device tensor."""
@@ -123,9 +109,10 @@ class GraphedA2CAgent(A2CAgent):
         }
         self._env_actions = torch.zeros(n, act, device=dev)
         self._init_dataset(n * h, obs_dim, act)
-        self._policy_step = CapturedStep(self._policy_fn, dev)
-        self._after_env_step = CapturedStep(self._after_env_step_fn, dev)
-        self._prepare = CapturedStep(self._prepare_fn, dev)
+        bound = lambda: tensor_attributes(self, GRAPH_TENSORS)  # noqa: E731 - checked once per epoch
+        self._policy_step = CapturedStep(self._policy_fn, dev, bound=bound)
+        self._after_env_step = CapturedStep(self._after_env_step_fn, dev, bound=bound)
+        self._prepare = CapturedStep(self._prepare_fn, dev, bound=bound)
         self._minibatch_steps = self._make_minibatch_steps()
 
     def _init_dataset(self, batch: int, obs_dim: int, act: int) -> None:
@@ -287,7 +274,7 @@ class GraphedA2CAgent(A2CAgent):
             )
             a_loss, c_loss, entropy, b_loss = losses
             loss = (
-                a_loss + 0.5 * c_loss * self.critic_coef - entropy * self.entropy_coef + b_loss * self.bounds_loss_coef
+                a_loss + 0.5 * c_loss * self.critic_coef - entropy * self._entropy_coef + b_loss * self.bounds_loss_coef
             )
         kl = torch_ext.policy_kl(mu.detach(), sigma.detach(), batch["mu"], batch["sigma"], True)
         return loss, a_loss, c_loss, entropy, b_loss, kl, mu.detach(), sigma.detach()
@@ -369,14 +356,18 @@ class GraphedA2CAgent(A2CAgent):
                 group["lr"] = lr
 
     def _epoch_schedule(self) -> None:
-        """Schedules that do not depend on the minibatch KL: once per epoch, from the host."""
-        if not self.is_adaptive_lr:
-            lr, self.entropy_coef = self.scheduler.update(self.last_lr, self.entropy_coef, self.epoch_num, 0, None)
-            if lr != self.last_lr:
-                self.last_lr = lr
-                self._set_lr(lr)
+        """Linear/constant schedules, from the epoch alone. rl_games updates them after every minibatch
+        (legacy) or mini-epoch (standard), so the epoch's first one still trains at the previous rate;
+        rate and entropy coefficient are device tensors the graphs read (a float would be baked in)."""
+        lr, self.entropy_coef = self.scheduler.update(self.last_lr, self.entropy_coef, self.epoch_num, 0, None)
+        self._entropy_coef.fill_(float(self.entropy_coef))
+        if lr != self.last_lr:
+            self.last_lr = lr
+            self._set_lr(lr)
 
     def train_epoch(self) -> tuple:
+        for step in self._all_steps():
+            step.verify()  # a tensor rebound since capture would leave a graph on the old memory
         self.vec_env.set_train_info(self.frame, self)
         self.set_eval()
         play_start = time.perf_counter()
@@ -386,11 +377,15 @@ class GraphedA2CAgent(A2CAgent):
         self.curr_frames = batch.pop("played_frames")
         self._prepare()
         self.algo_observer.after_steps()
-        self._epoch_schedule()
         self._mb_counter.zero_()
+        legacy, by_epoch = self.schedule_type == "legacy", not self.is_adaptive_lr
         for mini_epoch in range(self.mini_epochs_num):
-            for _ in range(self.num_minibatches):
+            for i in range(self.num_minibatches):
                 self._run_minibatch()
+                if by_epoch and legacy and mini_epoch == i == 0:
+                    self._epoch_schedule()
+            if by_epoch and not legacy and mini_epoch == 0:
+                self._epoch_schedule()
             if self.is_adaptive_lr and self.schedule_type == "standard":
                 # The recorded KLs are already averaged over ranks (they travel with the gradients).
                 self._adapt_lr(self._mb_stats[4].view(self.mini_epochs_num, -1)[mini_epoch].mean())
@@ -439,6 +434,10 @@ class GraphedA2CAgent(A2CAgent):
         Like the stock agent, training goes on from the configured learning rate (rl_games keeps
         `last_lr` and overwrites the loaded rate after the first minibatch).
         """
+        if any(step.graph is not None for step in getattr(self, "_minibatch_steps", [])):
+            raise RuntimeError(
+                "set_full_state_weights after the graphs were captured would swap Adam's state under them"
+            )
         super().set_full_state_weights(weights, set_epoch=set_epoch)
         self._set_lr(float(self.last_lr))
         if self.device_.type == "cuda":

@@ -20,17 +20,59 @@ from collections.abc import Callable
 
 import torch
 
+# The graphed agent's attributes whose tensors its captured graphs read or write (rl_games' episode
+# meters among them): rebinding one after capture leaves a graph on the old memory.
+GRAPH_TENSORS = ("buffers", "ds", "_step_in", "_obs", "_dones", "_slot", "_env_actions", "_lr", "_entropy_coef",
+                 "current_rewards", "current_shaped_rewards", "current_lengths", "_mb_counter", "_mb_rows")  # fmt: skip
+
+
+def tensor_attributes(obj: object, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors `obj` holds under `names`, directly or in a dict (the memory its graphs use)."""
+    found = {}
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, torch.Tensor):
+            found[name] = value
+        elif isinstance(value, dict):
+            found.update({f"{name}[{k}]": v for k, v in value.items() if isinstance(v, torch.Tensor)})
+    return found
+
 
 class CapturedStep:
-    """`fn()` (no arguments, results in place), graphed on CUDA after `warmup` eager calls."""
+    """`fn()` (no arguments, results in place), graphed on CUDA after `warmup` eager calls.
 
-    def __init__(self, fn: Callable[[], None], device: torch.device | str, warmup: int = 3) -> None:
+    `bound()` names the tensors the step may read or write. Their storage is recorded at capture
+    and `verify()` (once per epoch: cheap) refuses a replay after one was rebound: the graph would
+    go on using the old memory (rl_games' reset path reassigns its episode tensors, for one).
+    """
+
+    def __init__(
+        self, fn: Callable[[], None], device: torch.device | str, warmup: int = 3,
+        bound: Callable[[], dict[str, torch.Tensor]] | None = None,
+    ) -> None:  # fmt: skip
         self.fn = fn
         self.device = torch.device(device)
         self.warmup = warmup
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.capture_seconds = 0.0
+        self.bound = bound
+        self.storage: dict[str, int] = {}
+
+    def record(self) -> None:
+        """Remember where each bound tensor's memory is (done at capture)."""
+        if self.bound is not None:
+            self.storage = {name: t.untyped_storage().data_ptr() for name, t in self.bound().items()}
+
+    def verify(self) -> None:
+        """RuntimeError naming a bound tensor that no longer is the one captured."""
+        if not self.storage:
+            return
+        now = {name: t.untyped_storage().data_ptr() for name, t in self.bound().items()}
+        moved = sorted(name for name, ptr in self.storage.items() if now.get(name) != ptr)
+        if moved:
+            name = getattr(self.fn, "__name__", self.fn)
+            raise RuntimeError(f"{name}: {', '.join(moved[:5])} rebound after the CUDA graph was captured")
 
     @property
     def graphed(self) -> bool:
@@ -79,4 +121,5 @@ class CapturedStep:
         finally:
             gc.enable()
         self.graph = graph
+        self.record()
         self.capture_seconds = time.perf_counter() - start
