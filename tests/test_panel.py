@@ -44,7 +44,9 @@ def test_catalog_lists_newest_first_with_labels_and_marks_bad_files(cartpole_run
     for age, name in enumerate(reversed(names)):
         os.utime(run.nn / name, (time.time() - 100 + age, time.time() - 100 + age))
     entries = CheckpointCatalog(run, run_info(run)).scan()
-    assert [e.name for e in entries] == names
+    twins = [n for n in names if n.startswith("last_Cartpole_ep_6_")]  # rl_games saves the last epoch twice
+    assert len(twins) == 2
+    assert [e.name for e in entries] == [n for n in names if n != twins[1]]  # one row for both
     by_name = {e.name: e for e in entries}
     assert re.fullmatch(
         r"latest\.pth \(\d+\.\d KB\) - \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", by_name["latest.pth"].label
@@ -110,7 +112,7 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     window = PanelWindow(run, run_info(run))
     qtbot.addWidget(window)
     window.show()
-    total = len(list(run.nn.glob("*.pth")))
+    total = len(list(run.nn.glob("*.pth"))) - 1  # rl_games' twin files of the last epoch are one row
     wait_for_entries(qtbot, window, total)
     entries = window.table_model.entries
     assert [e.mtime for e in entries] == sorted((e.mtime for e in entries), reverse=True)
@@ -247,3 +249,21 @@ def test_the_list_summary_names_what_cannot_be_loaded():
     torn = entry("torn.pth", "torn.pth is torn or not a checkpoint")
     summary = list_summary([entry("a.pth", None), torn, entry("b.pth", UNCHECKED)])
     assert summary.startswith("3 checkpoints, 1 cannot be loaded (torn.pth is torn or not a checkpoint), 1 being")
+
+
+def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):
+    """Four rows for one final checkpoint: rl_games' two names for the last epoch, Ant.pth, latest.pth."""
+    import torch
+
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from tests.conftest import good_model
+
+    run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
+    names = ["last_Cartpole_ep_500_rew_2377.7107.pth", "last_Cartpole_ep_500_rew__2377.7107_.pth",
+             "last_Cartpole_ep_400_rew_2000.0.pth", "Cartpole.pth", "latest.pth"]  # fmt: skip
+    for age, name in enumerate(names):
+        torch.save({"model": good_model(), "metadata": {"task": "Cartpole"}}, run.nn / name)
+        os.utime(run.nn / name, (1_000_000 - age, 1_000_000 - age))
+    shown = [e.name for e in CheckpointCatalog(run, RunInfo("Cartpole", 4, 1)).scan()]
+    assert shown == ["last_Cartpole_ep_500_rew_2377.7107.pth", "last_Cartpole_ep_400_rew_2000.0.pth",
+                     "Cartpole.pth", "latest.pth"]  # fmt: skip

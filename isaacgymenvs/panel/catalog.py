@@ -89,6 +89,27 @@ def run_info(run: RunDir) -> RunInfo:
     return RunInfo(task, cls.num_obs, cls.num_actions, shapes)
 
 
+def without_twins(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
+    """One row per epoch of rl_games' `last_*` history (entries newest first).
+
+    At the last epoch rl_games saves the same weights twice, as `last_Ant_ep_500_rew_2377.71.pth`
+    (periodic) and `last_Ant_ep_500_rew__2377.71_.pth` (max epochs reached): with latest.pth and
+    Ant.pth that made four rows for one checkpoint. The newest of such twins is listed;
+    `latest.pth` (what the trainer publishes) and `<Task>.pth` (rl_games' best) keep their rows,
+    since they mean something else even when they hold the same weights.
+    """
+    seen: set[int] = set()
+    kept = []
+    for entry in entries:
+        epoch = protocol.rl_games_name_fields(entry.name)[0] if entry.name.startswith("last_") else None
+        if epoch is not None and epoch in seen:
+            continue
+        if epoch is not None:
+            seen.add(epoch)
+        kept.append(entry)
+    return kept
+
+
 class CheckpointCatalog:
     """Scan and validate a run's checkpoints (call from a worker thread, not the GUI thread)."""
 
@@ -134,7 +155,7 @@ class CheckpointCatalog:
         live = {e.name for e in entries}
         for gone in set(self._cache) - live:
             del self._cache[gone]
-        return entries
+        return without_twins(entries)
 
     def _validate(self, path: Path, st: os.stat_result) -> CheckpointEntry:
         """One entry; a file that cannot be used is listed with its reason, never an exception.
