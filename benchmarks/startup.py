@@ -43,22 +43,16 @@ stamp("python")
 sys.path.insert(0, os.environ["STARTUP_REPO"])
 import isaacgymenvs.cli as cli, isaacgymenvs.config as config
 stamp("imports")
-real_load = config.load_config
-def load_config(*a, **k):
-    cfg = real_load(*a, **k)
-    stamp("config")
-    return cfg
-config.load_config = load_config
+def stamped(fn, phase):
+    def call(*a, **k):
+        result = fn(*a, **k)
+        stamp(phase)
+        return result
+    return call
+config.load_config = stamped(config.load_config, "config")
 import isaacgymenvs.tasks as tasks
-real_make = tasks.make_task
-def make_task(*a, **k):
-    task = real_make(*a, **k)
-    stamp("task")
-    return task
-tasks.make_task = make_task
-import importlib
+make_task = tasks.make_task = stamped(tasks.make_task, "task")
 if os.environ.get("STARTUP_MODE") == "train":
-    real_import = importlib.import_module
     import builtins
     real_builtin_import = builtins.__import__
     seen = set()

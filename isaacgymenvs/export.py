@@ -143,9 +143,9 @@ def read_source(path: Path, run: RunDir) -> bytes:
     One read gives the weights and the digest of the same bytes, even while a trainer replaces
     latest.pth. A `checkpoint=` outside the run is the user's own choice and is opened as named.
     """
-    inside = os.path.abspath(path).startswith(os.path.abspath(run.root) + os.sep)
+    root = run.root if protocol.runfs.is_below(run.root, path) else None
     try:
-        fd = protocol.open_regular_file(path, protocol.CHECKPOINT_MAX_BYTES, root=run.root if inside else None)
+        fd = protocol.open_regular_file(path, protocol.CHECKPOINT_MAX_BYTES, root=root)
     except FileNotFoundError:
         raise UserError(f"Cannot export {path}: it does not exist.") from None
     except OSError as err:

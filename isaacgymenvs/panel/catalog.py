@@ -127,8 +127,9 @@ class CheckpointCatalog:
         reward from the file name) and checked by the next scans (`unchecked` says how many are
         left): with 10,000 files the list stayed empty for 50-57 s while every file was loaded.
         """
-        protocol.clean_stale_temp_files(self.run)  # a trainer killed since the last scan left temps
-        protocol.remove_dead_statuses(self.run)  # and players of this machine that ended, their status
+        if not self.unchecked:  # once per full scan, not again for each batch of a large folder
+            protocol.clean_stale_temp_files(self.run)  # a trainer killed since the last scan left temps
+            protocol.remove_dead_statuses(self.run)  # and players of this machine that ended, their status
         try:  # nn/ reached without following a link (a link swapped in is refused, not listed)
             listed = protocol.scandir_in(self.run.root, "nn")
         except OSError as err:

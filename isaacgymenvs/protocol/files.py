@@ -171,8 +171,7 @@ def atomic_write(
                 f.flush()
                 os.fsync(f.fileno())
                 if digest:
-                    f.seek(0)
-                    result = os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+                    result = file_digest(f)
             os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -215,10 +214,11 @@ def writer_alive(pid: int) -> bool:
     return True
 
 
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of a file."""
-    with open(path, "rb") as f:
-        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
+def file_digest(f: BinaryIO) -> tuple[int, str]:
+    """(size, sha256 hex) of an open file, read from its start (the file just written, not a path
+    that could meanwhile name another)."""
+    f.seek(0)
+    return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def first_line(err: BaseException) -> str:

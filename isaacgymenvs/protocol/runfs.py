@@ -42,6 +42,15 @@ def parts_below(root: Path, path: Path | str) -> list[str]:
     return list(Path(relative).parts)
 
 
+def is_below(root: Path, path: Path | str) -> bool:
+    """Whether `path` names something inside `root` (lexically, as `parts_below` decides)."""
+    try:
+        parts_below(root, path)
+    except ValueError:
+        return False
+    return True
+
+
 def _open_component(name: str, dir_fd: int, flags: int, mode: int = 0o644) -> int:
     try:
         return os.open(name, flags | NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)

@@ -140,17 +140,17 @@ def write_status(run: RunDir, status: dict[str, Any]) -> None:
 
 def read_statuses(run: RunDir) -> list[dict[str, Any]]:
     """Every player's status on this run (unreadable or hostile files are skipped), newest first."""
-    try:
-        names = sorted(name for name, _ in scandir_in(run.root, run.root) if STATUS_RE.match(name))
-    except (OSError, ValueError):
-        return []
     found = []
-    for name in names[:STATUSES_MAX]:
+    for name in status_names(run)[:STATUSES_MAX]:
         value = read_json_object(run.root / name, run.root)[0]
         if value is not None:
             found.append(value)
-    beat = [s.get("heartbeat") if isinstance(s.get("heartbeat"), (int, float)) else 0.0 for s in found]
-    return [s for _, s in sorted(zip(beat, found, strict=True), key=lambda x: -x[0])]
+
+    def heartbeat(status: dict[str, Any]) -> float:
+        value = status.get("heartbeat")
+        return value if isinstance(value, (int, float)) else 0.0
+
+    return sorted(found, key=heartbeat, reverse=True)
 
 
 def read_status(run: RunDir) -> dict[str, Any] | None:
@@ -173,7 +173,7 @@ def same_host_player_alive(status: dict[str, Any]) -> bool | None:
 def remove_dead_statuses(run: RunDir) -> int:
     """Delete the status files of players of this machine that no longer run; returns how many."""
     removed = 0
-    for name in (n for n, _ in _listed(run) if STATUS_RE.match(n)):
+    for name in status_names(run):
         value = read_json_object(run.root / name, run.root)[0]
         if value is not None and same_host_player_alive(value) is False:
             try:
@@ -184,8 +184,9 @@ def remove_dead_statuses(run: RunDir) -> int:
     return removed
 
 
-def _listed(run: RunDir) -> list:
+def status_names(run: RunDir) -> list[str]:
+    """The run's player status files (listed without following links), by name."""
     try:
-        return scandir_in(run.root, run.root)
+        return sorted(name for name, _ in scandir_in(run.root, run.root) if STATUS_RE.match(name))
     except (OSError, ValueError):
         return []
