@@ -18,6 +18,11 @@ only wraps functions, it changes nothing they do. Phases:
   epoch 1   the first progress line (a player: `policy`, its first loaded policy)
 
 The table is the median over --runs (caches warm after the first); `first` is the first run.
+`--reward R` keeps each run going until the progress line's mean episode reward reaches R (phase
+`reward R`, and the steady env steps/s after epoch 5); `--fresh` gives every run empty Warp,
+inductor and Triton caches (a fresh machine, as far as this process can tell).
+
+    python benchmarks/startup.py --reward 3000 -- num_envs=4096     # H200: command -> Ant reward 3000
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from isaacgymenvs.trainer.progress import parse_progress
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("python", "imports", "config", "trainer", "task", "agent", "epoch 1")
@@ -76,22 +84,43 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def one_run(args: list[str], mode: str, cwd: Path) -> dict[str, float]:
+def fresh_caches() -> dict[str, str]:
+    """Environment pointing Warp's kernel cache and inductor's/Triton's caches at new empty folders."""
+    root = Path(tempfile.mkdtemp(prefix="startup_caches_"))
+    names = {"WARP_CACHE_PATH": "warp", "TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
+    return {key: str(root / name) for key, name in names.items()}
+
+
+def one_run(args: list[str], mode: str, cwd: Path, reward: float | None = None, fresh: bool = False,
+            limit_s: float = 180.0) -> dict[str, float]:  # fmt: skip
+    """Phase stamps of one run (seconds since the command); with `reward`, also `reward` and `rate`."""
     env = dict(os.environ, STARTUP_T0=f"{time.time():.6f}", STARTUP_REPO=str(REPO), STARTUP_MODE=mode,
-               PYTHONUNBUFFERED="1")  # fmt: skip
+               PYTHONUNBUFFERED="1", **(fresh_caches() if fresh else {}))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", SHIM, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     t0 = float(env["STARTUP_T0"])
     stamps: dict[str, float] = {}
+    rates: list[float] = []
     target = "epoch 1/" if mode == "train" else "Loaded "
     for line in proc.stdout:
+        progress = parse_progress(line)
         if line.startswith("[startup] "):
             phase, seconds = line[len("[startup] ") :].rsplit(" ", 1)
             stamps.setdefault(phase, float(seconds))
         elif target in line and "epoch 1" not in stamps:
             stamps["epoch 1"] = time.time() - t0
+            if reward is None:
+                proc.terminate()
+        if progress is not None and progress.epoch > 5:
+            rates.append(progress.env_steps_per_s)
+        if reward is not None and progress is not None and progress.mean_reward >= reward:
+            stamps["reward"] = time.time() - t0
+            proc.terminate()
+        if time.time() - t0 > limit_s and proc.poll() is None:
             proc.terminate()
     proc.wait(60)
+    if rates:
+        stamps["rate"] = statistics.median(rates)
     return stamps
 
 
@@ -100,6 +129,8 @@ def main() -> None:
     parser.add_argument("--task", default="Ant")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--player", action="store_true", help="a headless player on a finished run instead")
+    parser.add_argument("--reward", type=float, help="run on until the mean episode reward reaches this")
+    parser.add_argument("--fresh", action="store_true", help="empty Warp/inductor/Triton caches for every run")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides for train_play.py")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="startup_"))
@@ -116,7 +147,7 @@ def main() -> None:
     else:
         args = [f"task={opts.task}", "headless=True", "max_iterations=1000", *opts.overrides]
         mode = "train"
-    results = [one_run(args, mode, work) for _ in range(opts.runs)]
+    results = [one_run(args, mode, work, opts.reward, opts.fresh) for _ in range(opts.runs)]
     phases = [p for p in PHASES if any(p in r for r in results)]
     last = "epoch 1" if mode == "train" else "policy"  # a player's first loaded policy
     print(f"startup: train_play.py {' '.join(args)}  ({opts.runs} runs; seconds since the command)")
@@ -128,6 +159,15 @@ def main() -> None:
         label = last if phase == "epoch 1" else phase
         print(f"{label:<10}{results[0].get(phase, float('nan')):>8.2f}{median:>8.2f}{median - previous:>8.2f}")
         previous = median
+    if opts.reward is not None:
+        reached = [r["reward"] for r in results if "reward" in r]
+        rates = [r["rate"] for r in results if "rate" in r]
+        first = results[0].get("reward", float("nan"))
+        median = statistics.median(reached) if reached else float("nan")
+        label = f"reward {opts.reward:g}"
+        print(f"{label:<10}{first:>8.2f}{median:>8.2f}   ({len(reached)}/{len(results)} runs reached it)")
+        if rates:
+            print(f"steady env steps/s (epochs > 5, median per run): {', '.join(f'{r:,.0f}' for r in rates)}")
 
 
 if __name__ == "__main__":
