@@ -187,6 +187,19 @@ def test_panel_lists_newest_first_marks_unloadable_and_writes_through_the_protoc
         time.sleep(0.7)  # one status poll
         assert "following latest.pth" in panel.mode_text.content
         assert panel.current.content == "player not running"
+        modes = panel.mode_buttons  # the active mode's button is coloured, the other grey
+        assert (modes[protocol.MODE_AUTO].color, modes[protocol.MODE_MANUAL].color) == ("green", "gray")
+
+        # Manual with nothing chosen keeps what the player shows (latest.pth's epoch, as a saved file).
+        protocol.write_status(ant_run, {"phase": "loaded", "mode": "auto", "checkpoint": "latest.pth", "epoch": 2})
+        panel.choose_manual()
+        state, _ = protocol.read_state(ant_run)
+        assert state.mode == protocol.MODE_MANUAL and re.fullmatch(r"nn/last_Ant_ep_2_rew_?\S+\.pth", state.checkpoint)
+        assert panel.selected().relative == state.checkpoint
+        assert "Manual: keeping last_Ant_ep_2" in panel.message.content
+        time.sleep(0.7)  # one status poll
+        assert (modes[protocol.MODE_AUTO].color, modes[protocol.MODE_MANUAL].color) == ("gray", "orange")
+        assert "Manual</b>, showing nn/last_Ant_ep_2" in panel.mode_text.content
     finally:
         panel.stop()
 
@@ -322,8 +335,8 @@ def test_manual_choice_in_the_page_reaches_the_player_and_auto_follows_latest_ag
     page = tab.page
     try:
         tab.wait_hud(r"epoch \d+", 60)
-        page.get_by_role("button", name="Manual").click()
-        page.get_by_text("Choose a checkpoint in the list first").wait_for(timeout=10_000)
+        page.get_by_role("button", name="Manual").click()  # nothing chosen: keeps what is shown, or says why not
+        page.get_by_text(re.compile("Manual: keeping|which no saved file holds yet")).wait_for(timeout=10_000)
         page.get_by_role("button", name="Refresh List").click()
         chosen = pick_option(page, r"^chosen\.pth \(")
         page.get_by_role("button", name="Load Selected").click()
@@ -440,7 +453,7 @@ def test_qt_panel_and_page_panel_open_together_agree(qtbot, server, ant_run):
         qtbot.waitUntil(lambda: len(window.table_model.entries) >= 2, timeout=20_000)
         window.select_checkpoint("latest.pth")
         qtbot.mouseClick(window.load_button, Qt.LeftButton)  # the Qt panel asks for latest.pth, by name
-        qtbot.waitUntil(lambda: "Mode: <b>Manual</b>, showing nn/latest.pth" in page.mode_text.content, timeout=5000)
+        qtbot.waitUntil(lambda: "Manual</b>, showing nn/latest.pth" in page.mode_text.content, timeout=5000)
         qtbot.waitUntil(lambda: window.manual_button.isChecked(), timeout=5000)
 
         page.choose_auto()  # the page's Auto: the Qt panel's radio follows

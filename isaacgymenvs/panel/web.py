@@ -16,12 +16,14 @@ import threading
 import time
 
 import numpy as np
+import viser
 
 from isaacgymenvs import protocol
 from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
+    checkpoint_to_keep,
     curve_markers,
     export_selected,
     list_summary,
@@ -34,7 +36,8 @@ from isaacgymenvs.protocol import RunDir
 REFRESH_SECONDS = 5.0  # full rescan; Refresh and every write rescan at once
 STATUS_SECONDS = 0.5
 NO_SELECTION = "(choose a checkpoint)"
-MODES = ("Auto", "Manual")
+MODE_LABELS = {protocol.MODE_AUTO: "Auto: follow latest.pth", protocol.MODE_MANUAL: "Manual: keep one checkpoint"}
+MODE_COLORS = {protocol.MODE_AUTO: "green", protocol.MODE_MANUAL: "orange"}  # the active mode's button
 
 
 def option_label(entry: CheckpointEntry) -> str:
@@ -46,10 +49,15 @@ def option_label(entry: CheckpointEntry) -> str:
     return f"{entry.label}  epoch {epoch}  reward {reward}"
 
 
+def mode_of(state: protocol.CheckpointState | None) -> str:
+    return protocol.MODE_MANUAL if state is not None and state.mode == protocol.MODE_MANUAL else protocol.MODE_AUTO
+
+
 def mode_html(state: protocol.CheckpointState | None) -> str:
-    if state is not None and state.mode == protocol.MODE_MANUAL:
-        return f"Mode: <b>Manual</b>, showing {html.escape(str(state.checkpoint))}"
-    return "Mode: <b>Auto</b>, following latest.pth"
+    """The mode line, coloured like the active mode's button."""
+    if mode_of(state) == protocol.MODE_MANUAL:
+        return f"Mode: <b style='color:#d9480f'>Manual</b>, showing {html.escape(str(state.checkpoint))}"
+    return "Mode: <b style='color:#2b8a3e'>Auto</b>, following latest.pth"
 
 
 class WebPanel:
@@ -73,7 +81,11 @@ class WebPanel:
         gui = self.server.gui
         with gui.add_folder("Checkpoints"):
             self.mode_text = gui.add_html(mode_html(None))
-            self.mode_buttons = gui.add_button_group("Mode", MODES)
+            # Two buttons, the active one coloured and the other grey: a button group has no pressed
+            # state, so Auto and Manual looked the same and only the text above told them apart.
+            self.mode_buttons = {mode: gui.add_button(label) for mode, label in MODE_LABELS.items()}
+            self._shown_mode: str | None = None
+            self._show_mode(None)
             self.choice = gui.add_dropdown("Checkpoint", (NO_SELECTION,), initial_value=NO_SELECTION)
             self.load_button = gui.add_button("Load Selected")
             self.refresh_button = gui.add_button("Refresh List")
@@ -94,18 +106,28 @@ class WebPanel:
                 axes=({"label": "epoch"}, {"label": "reward"}),
                 aspect=1.6,
             )
-        self.mode_buttons.on_click(lambda event: self._mode_clicked(event.target.value))
+        self.mode_buttons[protocol.MODE_AUTO].on_click(lambda _: self.choose_auto())
+        self.mode_buttons[protocol.MODE_MANUAL].on_click(lambda _: self.choose_manual())
         self.load_button.on_click(lambda _: self.load_selected())
         self.refresh_button.on_click(lambda _: self._wake.set())
         self.export_button.on_click(lambda _: self.export_selected())
 
     # --- actions (viser's callback threads) ----------------------------------------------------
 
-    def _mode_clicked(self, mode: object) -> None:
-        if mode == "Auto":
-            self.choose_auto()
-        elif mode == "Manual":
-            self.load_selected()  # anything else a client sends is not a button: ignored
+    def choose_manual(self) -> None:
+        """The chosen checkpoint; with none chosen, keep what the player shows now (never a no-op)."""
+        if self.selected() is not None:
+            self.load_selected()
+            return
+        summary, status = player_summary(self.run)
+        shown = status if summary != "player not running" else None
+        entry, text = checkpoint_to_keep(list(self.entries.values()), shown)
+        if entry is None:
+            self.show_problem(text)
+            return
+        if self._write(protocol.MODE_MANUAL, entry.relative):
+            self.choice.value = next((label for label, e in self.entries.items() if e is entry), NO_SELECTION)
+            self.show_message(text)
 
     def selected(self) -> CheckpointEntry | None:
         value = self.choice.value  # a client can send any JSON value, not only an offered name
@@ -223,9 +245,19 @@ class WebPanel:
         summary, status = player_summary(self.run)
         state, warning = protocol.read_state(self.run)
         self.mode_text.content = mode_html(state)
+        self._show_mode(state)
         self.current.content = "player not running" if not status else status_html(summary, status)
         if warning:
             self.show_problem(f"State file ignored by the player: {warning}")
+
+    def _show_mode(self, state: protocol.CheckpointState | None) -> None:
+        mode = mode_of(state)
+        if mode == self._shown_mode:
+            return  # unchanged: resend nothing to the tabs
+        self._shown_mode = mode
+        for each, button in self.mode_buttons.items():
+            button.color = MODE_COLORS[each] if each == mode else "gray"
+            button.icon = viser.Icon.CHECK if each == mode else None
 
     def stop(self) -> None:
         self._stopped.set()
