@@ -258,6 +258,7 @@ def test_the_list_summary_names_what_cannot_be_loaded():
     torn = entry("torn.pth", "torn.pth is torn or not a checkpoint")
     summary = list_summary([entry("a.pth", None), torn, entry("b.pth", UNCHECKED)])
     assert summary.startswith("3 checkpoints, 1 cannot be loaded (torn.pth is torn or not a checkpoint), 1 being")
+    assert list_summary([entry("a.pth", None)]).startswith("1 checkpoint; refreshed")
 
 
 def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):

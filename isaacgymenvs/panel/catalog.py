@@ -329,7 +329,8 @@ def list_summary(entries: list[CheckpointEntry]) -> str:
         note += f", {len(bad)} cannot be loaded ({named})"
     if checking:
         note += f", {checking} being checked"
-    return f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
+    plural = "" if len(entries) == 1 else "s"
+    return f"{len(entries)} checkpoint{plural}{note}; refreshed {time.strftime('%H:%M:%S')}"
 
 
 def export_selected(run: RunDir, relative: str) -> tuple[bool, str]:
