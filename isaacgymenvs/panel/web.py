@@ -16,7 +16,6 @@ import threading
 import time
 
 import numpy as np
-import viser
 
 from isaacgymenvs import protocol
 from isaacgymenvs.panel.catalog import (
@@ -257,7 +256,7 @@ class WebPanel:
         self._shown_mode = mode
         for each, button in self.mode_buttons.items():
             button.color = MODE_COLORS[each] if each == mode else "gray"
-            button.icon = viser.Icon.CHECK if each == mode else None
+            button.icon = "check" if each == mode else None  # viser.Icon.CHECK
 
     def stop(self) -> None:
         self._stopped.set()
