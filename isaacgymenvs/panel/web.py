@@ -69,6 +69,7 @@ class WebPanel:
         self.entries: dict[str, CheckpointEntry] = {}  # option label -> entry
         self._metrics_key: tuple | None = None
         self._wake = threading.Event()
+        self._choice_lock = threading.Lock()
         self._stopped = threading.Event()
         self._build()
         self._thread = threading.Thread(target=self._loop, name="web-panel", daemon=True)
@@ -125,7 +126,8 @@ class WebPanel:
             self.show_problem(text)
             return
         if self._write(protocol.MODE_MANUAL, entry.relative):
-            self.choice.value = next((label for label, e in self.entries.items() if e is entry), NO_SELECTION)
+            with self._choice_lock:
+                self.choice.value = next((label for label, e in self.entries.items() if e is entry), NO_SELECTION)
             self.show_message(text)
 
     def selected(self) -> CheckpointEntry | None:
@@ -135,7 +137,8 @@ class WebPanel:
     def choose_auto(self) -> None:
         """Follow latest.pth; the selection goes too, since no chosen checkpoint is shown any more."""
         if self._write(protocol.MODE_AUTO, None):
-            self.choice.value = NO_SELECTION
+            with self._choice_lock:
+                self.choice.value = NO_SELECTION
 
     def load_selected(self) -> None:
         entry = self.selected()
@@ -202,16 +205,17 @@ class WebPanel:
         except OSError as err:
             self.show_problem(f"Cannot list checkpoints: {err}")
             return
-        chosen = self.selected()
-        if chosen is None and not self.entries:  # the first scan: show a manual choice the player keeps
-            state, _ = protocol.read_state(self.run)
-            if state is not None and state.mode == protocol.MODE_MANUAL:
+        state, _ = protocol.read_state(self.run)
+        with self._choice_lock:  # a click (Auto clears the choice) must not land between read and rewrite
+            chosen = self.selected()
+            if chosen is None and not self.entries and state is not None and state.mode == protocol.MODE_MANUAL:
+                # the first scan: show a manual choice the player keeps
                 chosen = next((e for e in entries if e.relative == state.checkpoint), None)
-        self.entries = {option_label(e): e for e in entries}
-        self.choice.options = (NO_SELECTION, *self.entries)
-        if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)
-            again = next((label for label, e in self.entries.items() if e.name == chosen.name), NO_SELECTION)
-            self.choice.value = again
+            self.entries = {option_label(e): e for e in entries}
+            self.choice.options = (NO_SELECTION, *self.entries)
+            if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)
+                again = next((label for label, e in self.entries.items() if e.name == chosen.name), NO_SELECTION)
+                self.choice.value = again
         self.list_text.content = list_summary(entries)
         self._show_curve(protocol.read_metrics(self.run), entries)
 
