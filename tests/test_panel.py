@@ -144,6 +144,15 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
     qtbot.waitUntil(lambda: "failed" in window.current_label.text(), timeout=3000)
     assert "epoch 6" in window.current_label.text() and "torn.pth is torn" in window.current_label.text()
 
+    # Manual with nothing selected keeps what the player shows: latest.pth moves on with training, so
+    # the saved file of its epoch (it did nothing but hint before).
+    window.table.clearSelection()
+    window.manual_button.click()
+    qtbot.waitUntil(lambda: protocol.read_state(run)[0].mode == "manual", timeout=5000)
+    kept = protocol.read_state(run)[0].checkpoint
+    assert re.fullmatch(r"nn/last_Cartpole_ep_6_rew_?\S+\.pth", kept), kept
+    assert window.selected_entry().relative == kept
+
     # The reward curve has a marker per usable checkpoint with an epoch; clicking one selects it.
     assert window.curve.rows and len(window.curve.markers) >= 3
     window.select_checkpoint("latest.pth")
@@ -249,6 +258,7 @@ def test_the_list_summary_names_what_cannot_be_loaded():
     torn = entry("torn.pth", "torn.pth is torn or not a checkpoint")
     summary = list_summary([entry("a.pth", None), torn, entry("b.pth", UNCHECKED)])
     assert summary.startswith("3 checkpoints, 1 cannot be loaded (torn.pth is torn or not a checkpoint), 1 being")
+    assert list_summary([entry("a.pth", None)]).startswith("1 checkpoint; refreshed")
 
 
 def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):
@@ -267,3 +277,27 @@ def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):
     shown = [e.name for e in CheckpointCatalog(run, RunInfo("Cartpole", 4, 1)).scan()]
     assert shown == ["last_Cartpole_ep_500_rew_2377.7107.pth", "last_Cartpole_ep_400_rew_2000.0.pth",
                      "Cartpole.pth", "latest.pth"]  # fmt: skip
+
+
+def test_manual_with_nothing_chosen_keeps_what_the_player_shows():
+    """Manual alone did nothing visible but a hint; it now keeps the policy on screen."""
+    from isaacgymenvs.panel.catalog import CheckpointEntry, checkpoint_to_keep
+
+    def entry(name: str, epoch: int | None, mtime: float = 0.0, problem: str | None = None) -> CheckpointEntry:
+        return CheckpointEntry(name, f"nn/{name}", 10, mtime, epoch, None, problem)
+
+    entries = [entry("latest.pth", 9, 5.0), entry("chosen.pth", 7, 4.0), entry("last_A_ep_8_rew_1.0.pth", 8, 3.0),
+               entry("torn.pth", 9, 6.0, "torn"), entry("A.pth", 8, 1.0), entry("old.pth", 2, 0.5)]  # fmt: skip
+    names = {e.name: e for e in entries}
+
+    def kept(**status) -> str | None:
+        return (checkpoint_to_keep(entries, status or None)[0] or CheckpointEntry("-", "", 0, 0, None, None, None)).name
+
+    assert kept(checkpoint="chosen.pth", epoch=7) == "chosen.pth"  # a named file: itself
+    assert kept(checkpoint="latest.pth", epoch=9) == "last_A_ep_8_rew_1.0.pth"  # the newest saved, never the torn one
+    assert kept(checkpoint="latest.pth", epoch=2) == "old.pth"
+    assert kept() == "-" and "no player shows one yet" in checkpoint_to_keep(entries, None)[1]
+    entry_, text = checkpoint_to_keep([names["latest.pth"]], {"checkpoint": "latest.pth", "epoch": 9})
+    assert entry_ is None and text.startswith("The player shows latest.pth, which no saved file holds yet")
+    hostile = {"checkpoint": "x" * 10_000, "epoch": True}
+    assert checkpoint_to_keep(entries, hostile)[0] is None and len(checkpoint_to_keep(entries, hostile)[1]) < 300

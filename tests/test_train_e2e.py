@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from isaacgymenvs.trainer.progress import parse_progress
 from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,11 @@ def test_cartpole_training_writes_run_directory_and_resumes(tmp_path):
     resumed = run_cli("task=Cartpole", "num_envs=64", "max_iterations=8", f"checkpoint={last}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert re.findall(r"^epoch (\d+)/8", resumed.stdout, re.M) == ["7", "8"]
+    # Every env restarts its episode on resume: until 500 steps (32 epochs of 16) have passed only
+    # episodes that ended early finish, and the line says so rather than reading as a regression.
+    note = " | resumed at epoch 6: until epoch 38 only episodes that ended early count"
+    assert [line.endswith(note) for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == [True, True]
+    assert all(parse_progress(line) for line in resumed.stdout.splitlines() if line.startswith("epoch "))
     # The first rate after a resume counts this epoch's steps, not the 6 restored epochs' too.
     rates = [int(p[1].replace(",", "")) for p in progress]
     first = int(re.search(r"^epoch 7/8 \| ([\d,]+) env steps/s", resumed.stdout, re.M)[1].replace(",", ""))

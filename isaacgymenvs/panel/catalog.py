@@ -282,6 +282,33 @@ def curve_markers(rows: list[tuple[int, int, float]], entries: list[CheckpointEn
     return markers
 
 
+def checkpoint_to_keep(entries: list[CheckpointEntry], status: dict | None) -> tuple[CheckpointEntry | None, str]:
+    """What Manual keeps when nothing is chosen in the list: the policy the player shows now.
+
+    A named file is kept as it is. latest.pth is replaced by every publish, so pinning it would go on
+    following training; the newest saved file at or before its epoch (rl_games writes one beside it)
+    is kept instead. Returns (entry, why) or (None, what the user should do).
+    """
+    shown = status.get("checkpoint") if isinstance(status, dict) else None
+    if not isinstance(shown, str) or not shown:
+        return None, "Choose a checkpoint in the list first, then Manual (no player shows one yet)."
+    shown = shown[:120]  # from another process's file: shown in a message, so bounded
+    loadable = [e for e in entries if not e.problem]
+    if shown != protocol.LATEST_CHECKPOINT:
+        same = next((e for e in loadable if e.name == shown), None)
+        if same is not None:
+            return same, f"Manual: keeping {same.name}, the checkpoint the player shows."
+    epoch = status.get("epoch")
+    if isinstance(epoch, int) and not isinstance(epoch, bool):
+        named = [e for e in loadable if e.name != protocol.LATEST_CHECKPOINT and e.epoch is not None]
+        saved = [e for e in named if e.epoch <= epoch]
+        if saved:
+            kept = max(saved, key=lambda e: (e.epoch, e.mtime))
+            return kept, (f"Manual: keeping {kept.name} (epoch {kept.epoch}), the newest saved checkpoint of what "
+                          f"the player shows ({shown} moves on with training).")  # fmt: skip
+    return None, f"The player shows {shown}, which no saved file holds yet; choose one in the list, then Manual."
+
+
 def request_checkpoint(run: RunDir, mode: str, relative: str | None) -> tuple[bool, str]:
     """Write the state file for a panel's Auto or Load Selected: (ok, the message line)."""
     try:
@@ -302,7 +329,8 @@ def list_summary(entries: list[CheckpointEntry]) -> str:
         note += f", {len(bad)} cannot be loaded ({named})"
     if checking:
         note += f", {checking} being checked"
-    return f"{len(entries)} checkpoints{note}; refreshed {time.strftime('%H:%M:%S')}"
+    plural = "" if len(entries) == 1 else "s"
+    return f"{len(entries)} checkpoint{plural}{note}; refreshed {time.strftime('%H:%M:%S')}"
 
 
 def export_selected(run: RunDir, relative: str) -> tuple[bool, str]:

@@ -22,6 +22,7 @@ from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
+    checkpoint_to_keep,
     curve_markers,
     export_selected,
     list_summary,
@@ -34,7 +35,8 @@ from isaacgymenvs.protocol import RunDir
 REFRESH_SECONDS = 5.0  # full rescan; Refresh and every write rescan at once
 STATUS_SECONDS = 0.5
 NO_SELECTION = "(choose a checkpoint)"
-MODES = ("Auto", "Manual")
+MODE_LABELS = {protocol.MODE_AUTO: "Auto: follow latest.pth", protocol.MODE_MANUAL: "Manual: keep one checkpoint"}
+MODE_COLORS = {protocol.MODE_AUTO: "green", protocol.MODE_MANUAL: "orange"}  # the active mode's button
 
 
 def option_label(entry: CheckpointEntry) -> str:
@@ -46,10 +48,15 @@ def option_label(entry: CheckpointEntry) -> str:
     return f"{entry.label}  epoch {epoch}  reward {reward}"
 
 
+def mode_of(state: protocol.CheckpointState | None) -> str:
+    return protocol.MODE_MANUAL if state is not None and state.mode == protocol.MODE_MANUAL else protocol.MODE_AUTO
+
+
 def mode_html(state: protocol.CheckpointState | None) -> str:
-    if state is not None and state.mode == protocol.MODE_MANUAL:
-        return f"Mode: <b>Manual</b>, showing {html.escape(str(state.checkpoint))}"
-    return "Mode: <b>Auto</b>, following latest.pth"
+    """The mode line, coloured like the active mode's button."""
+    if mode_of(state) == protocol.MODE_MANUAL:
+        return f"Mode: <b style='color:#d9480f'>Manual</b>, showing {html.escape(str(state.checkpoint))}"
+    return "Mode: <b style='color:#2b8a3e'>Auto</b>, following latest.pth"
 
 
 class WebPanel:
@@ -62,6 +69,7 @@ class WebPanel:
         self.entries: dict[str, CheckpointEntry] = {}  # option label -> entry
         self._metrics_key: tuple | None = None
         self._wake = threading.Event()
+        self._choice_lock = threading.Lock()
         self._stopped = threading.Event()
         self._build()
         self._thread = threading.Thread(target=self._loop, name="web-panel", daemon=True)
@@ -73,7 +81,11 @@ class WebPanel:
         gui = self.server.gui
         with gui.add_folder("Checkpoints"):
             self.mode_text = gui.add_html(mode_html(None))
-            self.mode_buttons = gui.add_button_group("Mode", MODES)
+            # Two buttons, the active one coloured and the other grey: a button group has no pressed
+            # state, so Auto and Manual looked the same and only the text above told them apart.
+            self.mode_buttons = {mode: gui.add_button(label) for mode, label in MODE_LABELS.items()}
+            self._shown_mode: str | None = None
+            self._show_mode(None)
             self.choice = gui.add_dropdown("Checkpoint", (NO_SELECTION,), initial_value=NO_SELECTION)
             self.load_button = gui.add_button("Load Selected")
             self.refresh_button = gui.add_button("Refresh List")
@@ -94,18 +106,29 @@ class WebPanel:
                 axes=({"label": "epoch"}, {"label": "reward"}),
                 aspect=1.6,
             )
-        self.mode_buttons.on_click(lambda event: self._mode_clicked(event.target.value))
+        self.mode_buttons[protocol.MODE_AUTO].on_click(lambda _: self.choose_auto())
+        self.mode_buttons[protocol.MODE_MANUAL].on_click(lambda _: self.choose_manual())
         self.load_button.on_click(lambda _: self.load_selected())
         self.refresh_button.on_click(lambda _: self._wake.set())
         self.export_button.on_click(lambda _: self.export_selected())
 
     # --- actions (viser's callback threads) ----------------------------------------------------
 
-    def _mode_clicked(self, mode: object) -> None:
-        if mode == "Auto":
-            self.choose_auto()
-        elif mode == "Manual":
-            self.load_selected()  # anything else a client sends is not a button: ignored
+    def choose_manual(self) -> None:
+        """The chosen checkpoint; with none chosen, keep what the player shows now (never a no-op)."""
+        if self.selected() is not None:
+            self.load_selected()
+            return
+        summary, status = player_summary(self.run)
+        shown = status if summary != "player not running" else None
+        entry, text = checkpoint_to_keep(list(self.entries.values()), shown)
+        if entry is None:
+            self.show_problem(text)
+            return
+        if self._write(protocol.MODE_MANUAL, entry.relative):
+            with self._choice_lock:
+                self.choice.value = next((label for label, e in self.entries.items() if e is entry), NO_SELECTION)
+            self.show_message(text)
 
     def selected(self) -> CheckpointEntry | None:
         value = self.choice.value  # a client can send any JSON value, not only an offered name
@@ -114,7 +137,8 @@ class WebPanel:
     def choose_auto(self) -> None:
         """Follow latest.pth; the selection goes too, since no chosen checkpoint is shown any more."""
         if self._write(protocol.MODE_AUTO, None):
-            self.choice.value = NO_SELECTION
+            with self._choice_lock:
+                self.choice.value = NO_SELECTION
 
     def load_selected(self) -> None:
         entry = self.selected()
@@ -181,16 +205,17 @@ class WebPanel:
         except OSError as err:
             self.show_problem(f"Cannot list checkpoints: {err}")
             return
-        chosen = self.selected()
-        if chosen is None and not self.entries:  # the first scan: show a manual choice the player keeps
-            state, _ = protocol.read_state(self.run)
-            if state is not None and state.mode == protocol.MODE_MANUAL:
+        state, _ = protocol.read_state(self.run)
+        with self._choice_lock:  # a click (Auto clears the choice) must not land between read and rewrite
+            chosen = self.selected()
+            if chosen is None and not self.entries and state is not None and state.mode == protocol.MODE_MANUAL:
+                # the first scan: show a manual choice the player keeps
                 chosen = next((e for e in entries if e.relative == state.checkpoint), None)
-        self.entries = {option_label(e): e for e in entries}
-        self.choice.options = (NO_SELECTION, *self.entries)
-        if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)
-            again = next((label for label, e in self.entries.items() if e.name == chosen.name), NO_SELECTION)
-            self.choice.value = again
+            self.entries = {option_label(e): e for e in entries}
+            self.choice.options = (NO_SELECTION, *self.entries)
+            if chosen is not None:  # keep the choice when its line changed (latest.pth's size and time)
+                again = next((label for label, e in self.entries.items() if e.name == chosen.name), NO_SELECTION)
+                self.choice.value = again
         self.list_text.content = list_summary(entries)
         self._show_curve(protocol.read_metrics(self.run), entries)
 
@@ -223,9 +248,19 @@ class WebPanel:
         summary, status = player_summary(self.run)
         state, warning = protocol.read_state(self.run)
         self.mode_text.content = mode_html(state)
+        self._show_mode(state)
         self.current.content = "player not running" if not status else status_html(summary, status)
         if warning:
             self.show_problem(f"State file ignored by the player: {warning}")
+
+    def _show_mode(self, state: protocol.CheckpointState | None) -> None:
+        mode = mode_of(state)
+        if mode == self._shown_mode:
+            return  # unchanged: resend nothing to the tabs
+        self._shown_mode = mode
+        for each, button in self.mode_buttons.items():
+            button.color = MODE_COLORS[each] if each == mode else "gray"
+            button.icon = "check" if each == mode else None  # viser.Icon.CHECK
 
     def stop(self) -> None:
         self._stopped.set()

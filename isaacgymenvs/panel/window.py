@@ -31,6 +31,7 @@ from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
     RunInfo,
+    checkpoint_to_keep,
     curve_markers,
     export_selected,
     list_summary,
@@ -227,6 +228,7 @@ class PanelWindow(QWidget):
     request_export = Signal(str)
     request_debounced_refresh = Signal()  # emitted from watchdog's thread, delivered queued
     last_mode = protocol.MODE_AUTO
+    shown_status: dict | None = None  # the running player's last status (what Manual keeps)
 
     def __init__(self, run: RunDir, info: RunInfo) -> None:
         super().__init__()
@@ -273,7 +275,7 @@ class PanelWindow(QWidget):
             row.addWidget(button)
         self.auto_button.setChecked(True)
         self.auto_button.clicked.connect(self.choose_auto)
-        self.manual_button.clicked.connect(self.load_selected)
+        self.manual_button.clicked.connect(self.choose_manual)
         layout.addWidget(mode_box)
 
         list_box = QGroupBox("Available checkpoints")
@@ -365,6 +367,20 @@ class PanelWindow(QWidget):
             return
         self.request_write.emit(protocol.MODE_MANUAL, entry.relative)
 
+    def choose_manual(self) -> None:
+        """The selected checkpoint; with none selected, keep what the player shows now (as the page does)."""
+        if self.selected_entry() is not None:
+            self.load_selected()
+            return
+        entry, text = checkpoint_to_keep(self.table_model.entries, self.shown_status)
+        if entry is None:
+            self.load_selected()  # the radio goes back, with the hint
+            self.show_problem(text)
+            return
+        self.select_checkpoint(entry.name)
+        self.request_write.emit(protocol.MODE_MANUAL, entry.relative)
+        self.show_message(text)
+
     def export_selected(self) -> None:
         entry = self.selected_entry()
         if entry is None:
@@ -403,6 +419,7 @@ class PanelWindow(QWidget):
         mode = state.mode if state else protocol.MODE_AUTO
         self.last_mode = mode
         (self.manual_button if mode == protocol.MODE_MANUAL else self.auto_button).setChecked(True)
+        self.shown_status = None if summary == "player not running" else status
         if summary == "player not running" or not status:
             self.current_label.setText("player not running")
             return

@@ -91,7 +91,10 @@ class WebViewer:
             self.server.stop()
             raise UserError(f"Port {port} on {host} is already in use; choose a free one with web_port=.")
         # No share button: it would tunnel the page to a public relay; the page stays on this machine.
-        self.server.gui.configure_theme(show_share_button=False, show_logo=False, control_width="large")
+        # A fixed sidebar, not a panel floating over the view: it covered part of the robots.
+        self.server.gui.configure_theme(
+            show_share_button=False, show_logo=False, control_width="large", control_layout="fixed"
+        )
         self.server.gui.set_panel_label("train-and-watch player")
         self.hud = self.server.gui.add_html(hud_html(["Starting ..."]))
 

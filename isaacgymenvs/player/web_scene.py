@@ -18,6 +18,7 @@ the camera, so each tab keeps its own orbit/pan/zoom while it follows.
 from __future__ import annotations
 
 import math
+import time
 
 import mujoco
 import numpy as np
@@ -121,6 +122,54 @@ def floor_colours(model: mujoco.MjModel, geom: int) -> tuple[tuple[int, int, int
     return plane, tuple(min(255, c + 40) for c in plane)
 
 
+FRAME_SECONDS = 0.5  # how often the "all robots" view checks that every tab still frames them
+
+
+FRAME_MARGIN = 0.85  # of the half-width/half-height a root may use
+ROBOT_RADIUS = 1.0  # metres around a root that must be in view too (an Ant's legs)
+
+
+def distance_to_frame(roots: np.ndarray, eye: np.ndarray, look_at: np.ndarray, fov: float, aspect: float) -> float:
+    """Smallest eye-to-look_at distance, along the current line of sight, at which every root (with
+    ROBOT_RADIUS around it) projects inside the view with FRAME_MARGIN."""
+    forward = look_at - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right = right / np.linalg.norm(right) if np.linalg.norm(right) > 1e-6 else np.array([1.0, 0.0, 0.0])
+    up = np.cross(right, forward)
+    tan_v = math.tan(fov / 2) * FRAME_MARGIN
+    tan_h = tan_v * aspect
+    rel = roots - look_at
+    along = rel @ forward  # the point is (distance + along) in front of the eye
+    need_h = (np.abs(rel @ right) + ROBOT_RADIUS) / tan_h - along
+    need_v = (np.abs(rel @ up) + ROBOT_RADIUS) / tan_v - along
+    return float(max(need_h.max(), need_v.max()))
+
+
+def frame_all(camera, roots: np.ndarray) -> bool:
+    """Zoom one tab's camera out (never in) until every robot is in view; True when it moved.
+
+    The window's "all robots" camera does the same (render.framing_distance): trained robots run
+    apart, and a fixed view kept only 2-3 of 4 Ants in the picture. The tab's own field of view and
+    canvas shape count (the page's sidebar makes the canvas narrow); zooming out further, orbiting
+    and panning stay the user's.
+    """
+    try:
+        eye, look_at = np.array(camera.position, dtype=float), np.array(camera.look_at, dtype=float)
+        fov, aspect = float(camera.fov), float(camera.aspect)
+    except (AssertionError, ZeroDivisionError):  # viser: the tab has not reported its camera yet
+        return False
+    current = float(np.linalg.norm(eye - look_at))
+    if not (math.isfinite(current) and current > 1e-6 and 0 < fov < math.pi and math.isfinite(aspect) and aspect > 0):
+        return False
+    needed = distance_to_frame(roots, eye, look_at, fov, aspect)
+    if needed <= current:
+        return False
+    camera.position = look_at + (eye - look_at) * (needed / current)
+    camera.look_at = look_at  # viser moves look_at along with the position: put it back
+    return True
+
+
 class WebScene:
     """Moving bodies of every env, the floor, and the camera-follow shift; `update(qpos)` per frame."""
 
@@ -131,6 +180,7 @@ class WebScene:
         self.data = mujoco.MjData(model)
         self.offsets = grid_offsets(num_envs, spacing)
         self.follow = FOLLOW_ALL
+        self._framed_at = 0.0
         server.scene.set_up_direction("+z")
         self.set_high_quality(high_quality)
         self.world = server.scene.add_frame("/world", show_axes=False)  # floor and static geoms
@@ -229,4 +279,8 @@ class WebScene:
             for k, handle in enumerate(self.handles):
                 handle.batched_positions = pos[:, k, :] + shift
                 handle.batched_wxyzs = quat[:, k, :]
+        if self.follow == FOLLOW_ALL and self.bodies and time.monotonic() - self._framed_at >= FRAME_SECONDS:
+            self._framed_at = time.monotonic()
+            for client in list(self.server.get_clients().values()):
+                frame_all(client.camera, pos[:, 0, :] + shift)
         self.server.flush()

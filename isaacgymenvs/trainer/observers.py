@@ -45,8 +45,28 @@ class MultiObserver(AlgoObserver):
         self._each("after_print_stats", frame, epoch_num, total_time)
 
 
+def full_episodes_epoch(algo, start_epoch: int) -> int:
+    """The first epoch whose rollout can finish an episode that ran its full length after a start.
+
+    Every env starts a new episode when training starts or resumes, so until max_episode_length
+    steps have passed only episodes that ended early (falls, terminations) finish: their mean
+    reward is far below a trained policy's, which after a resume reads as a regression.
+    """
+    task = getattr(algo.vec_env, "task", None)
+    length = getattr(task, "max_episode_length", 0)
+    return start_epoch + math.ceil(length / max(algo.horizon_length, 1)) if length else start_epoch
+
+
+def resume_note(epoch: int, start_epoch: int, full_epoch: int) -> str:
+    """After a resume, until full-length episodes finish: why the mean reward is low (else '')."""
+    if start_epoch <= 0 or epoch >= full_epoch:
+        return ""
+    return f" | resumed at epoch {start_epoch}: until epoch {full_epoch} only episodes that ended early count"
+
+
 class ProgressObserver(AlgoObserver):
-    """One console line per epoch: epoch/max, env steps/s, mean episode reward, elapsed, ETA."""
+    """One console line per epoch: epoch/max, env steps/s, mean episode reward, elapsed, ETA; after a
+    resume, until full-length episodes finish, a note that the mean counts only early endings."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,6 +83,7 @@ class ProgressObserver(AlgoObserver):
         if self.start_epoch is None:
             self.start_frame = self.last_frame = self.algo.frame
             self.start_epoch = self.algo.epoch_num - 1
+            self.full_epoch = full_episodes_epoch(self.algo, self.start_epoch)
 
     def after_print_stats(self, frame, epoch_num, total_time) -> None:
         if self.start_epoch is None:  # an agent that never calls after_steps: count from here
@@ -76,7 +97,8 @@ class ProgressObserver(AlgoObserver):
         max_epochs = algo.max_epochs
         eta = elapsed / done * (max_epochs - epoch_num) if done > 0 and max_epochs > 0 else math.nan
         reward = algo.game_rewards.get_mean()[0] if algo.game_rewards.current_size > 0 else math.nan
-        print(format_progress(epoch_num, max_epochs, rate, reward, elapsed, eta), flush=True)
+        note = resume_note(epoch_num, self.start_epoch, self.full_epoch)
+        print(format_progress(epoch_num, max_epochs, rate, reward, elapsed, eta) + note, flush=True)
 
 
 class RewardTermsObserver(AlgoObserver):
