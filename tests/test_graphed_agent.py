@@ -19,6 +19,7 @@ from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
 from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
+from isaacgymenvs.trainer.progress import parse_output
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
 from tests.conftest import run_cli
@@ -51,6 +52,8 @@ VARIANTS = {
     "Cartpole-mini-epochs": [f"{C}mini_epochs=2", f"{C}minibatch_size=64"],
     "Cartpole-no-advantage-norm": [f"{C}normalize_advantage=False"],
     "Cartpole-no-truncate": [f"{C}truncate_grads=False"],
+    "Cartpole-weight-decay": [f"+{C}weight_decay=0.01"],
+    "Cartpole-minibatch-per-env": [f"~{C}minibatch_size", f"+{C}minibatch_size_per_env=4"],  # 32 envs x 4
 }
 
 
@@ -200,6 +203,22 @@ def test_the_refusal_is_exit_2_before_any_training(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and "freeze_critic=True: a frozen critic" in lines[0], lines
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["a2c_continuous", graphed.ALGO_NAME])
+def test_max_frames_and_minibatch_size_per_env_run_as_stock(algo, tmp_path):
+    """max_frames stops both agents after the same epoch (3 x 32 envs x 16 steps = 1536 frames);
+    minibatch_size_per_env alone gave a KeyError traceback before; naming neither is one sentence."""
+    common = ("task=Cartpole", "num_envs=32", "max_iterations=10", f"train.params.algo.name={algo}")
+    result = run_cli(*common, f"+{C}max_frames=1536", f"~{C}minibatch_size", f"+{C}minibatch_size_per_env=4",
+                     cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.epoch for p in parse_output(result.stdout)] == [1, 2, 3]
+    refused = run_cli(*common, f"~{C}minibatch_size", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "Error: train.params.config needs minibatch_size or minibatch_size_per_env."
+    )
 
 
 def test_every_rank_runs_the_linear_schedule(make_cfg, tmp_path):
