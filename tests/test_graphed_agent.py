@@ -19,6 +19,7 @@ from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.graphed.stats import DeviceAverageMeter
 from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
+from isaacgymenvs.trainer.progress import parse_output
 from isaacgymenvs.trainer.rlgames_config import rlgames_params
 from isaacgymenvs.trainer.rlgames_env import register_task
 from tests.conftest import run_cli
@@ -51,6 +52,8 @@ VARIANTS = {
     "Cartpole-mini-epochs": [f"{C}mini_epochs=2", f"{C}minibatch_size=64"],
     "Cartpole-no-advantage-norm": [f"{C}normalize_advantage=False"],
     "Cartpole-no-truncate": [f"{C}truncate_grads=False"],
+    "Cartpole-weight-decay": [f"+{C}weight_decay=0.01"],
+    "Cartpole-minibatch-per-env": [f"~{C}minibatch_size", f"+{C}minibatch_size_per_env=4"],  # 32 envs x 4
 }
 
 
@@ -202,6 +205,22 @@ def test_the_refusal_is_exit_2_before_any_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["a2c_continuous", graphed.ALGO_NAME])
+def test_max_frames_and_minibatch_size_per_env_run_as_stock(algo, tmp_path):
+    """max_frames stops both agents after the same epoch (3 x 32 envs x 16 steps = 1536 frames);
+    minibatch_size_per_env alone gave a KeyError traceback before; naming neither is one sentence."""
+    common = ("task=Cartpole", "num_envs=32", "max_iterations=10", f"train.params.algo.name={algo}")
+    result = run_cli(*common, f"+{C}max_frames=1536", f"~{C}minibatch_size", f"+{C}minibatch_size_per_env=4",
+                     cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.epoch for p in parse_output(result.stdout)] == [1, 2, 3]
+    refused = run_cli(*common, f"~{C}minibatch_size", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "Error: train.params.config needs minibatch_size or minibatch_size_per_env."
+    )
+
+
 def test_every_rank_runs_the_linear_schedule(make_cfg, tmp_path):
     """rl_games clears lr_schedule on ranks > 0 (rank 0 broadcasts its rate); this agent broadcasts
     nothing, so a rank without the schedule kept the initial rate while rank 0 decayed."""
@@ -231,3 +250,62 @@ def test_a_tensor_rebound_after_capture_is_refused_before_the_next_epoch(make_cf
     new.current_rewards = new.current_rewards.clone()  # rebound, as rl_games' reset path does
     with pytest.raises(RuntimeError, match=r"_after_env_step_fn: current_rewards rebound after the CUDA graph"):
         step.verify()
+
+
+def test_two_cpu_ranks_stay_identical_and_match_stock_multi_gpu(tmp_path):
+    """multi_gpu on two CPU ranks (gloo; tests/two_rank_worker.py): after three epochs both ranks of
+    the graphed agent hold the same weights and rate, and each equals stock rl_games' two-rank run
+    for the adaptive and the linear schedule (for schedule_type=standard stock's own replicas drift;
+    ours stay identical). Before, a rank > 0 kept the initial rate under lr_schedule=linear while
+    rank 0 decayed, and the replicas drifted."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env, kill_group, spawn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    variants = ["adaptive", "linear", "standard"]
+    ranks = [
+        spawn(
+            [sys.executable, "-m", "tests.two_rank_worker", str(tmp_path), *variants],
+            REPO,
+            cli_env(
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                OMP_NUM_THREADS="1",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for r in range(2)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=240)[0] for proc in ranks]
+    finally:
+        for proc in ranks:
+            kill_group(proc)
+    assert [proc.returncode for proc in ranks] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    for variant in variants:
+        r0, r1 = (torch.load(tmp_path / f"{variant}.rank{r}.pt") for r in range(2))
+        network = [k for k in r0["new"] if k.startswith("a2c_network.")]  # normalisers stay each rank's own
+        for key in network:
+            assert_close(r0["new"][key], r1["new"][key], f"{variant}: rank 0 vs rank 1 weights {key}")
+        assert r0["new_lr"] == r1["new_lr"], variant
+        assert any(not torch.equal(r0["new"][k], r1["new"][k]) for k in r0["new"] if "running_mean" in k)
+        if variant == "standard":
+            # rl_games 1.6.5 itself drifts here: after each minibatch a rank > 0 sets the optimizer back
+            # to its own never-scheduled rate, and only the mini-epoch's broadcast corrects it.
+            assert any(not torch.allclose(r0["stock"][k], r1["stock"][k]) for k in network)
+            continue
+        for key in r0["new"]:
+            for rank, saved in enumerate((r0, r1)):
+                assert_close(saved["stock"][key], saved["new"][key], f"{variant}: rank {rank} stock vs graphed {key}")
+        assert r0["new_lr"] == pytest.approx(r0["stock_lr"], rel=1e-6), variant
+        assert r1["new_optimizer_lr"] == r1["stock_lr"], variant  # the float32-rounded broadcast rate
+        assert r0["stock_lr"] != pytest.approx(3e-4, rel=1e-3), f"{variant}: the rate never moved"

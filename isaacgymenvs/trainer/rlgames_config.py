@@ -29,9 +29,14 @@ def rlgames_params(cfg: DictConfig, run: RunDir) -> dict:
 
 
 def _minibatch_size(config: dict, num_envs: int) -> int:
-    """The configured minibatch, capped at one whole batch for small (CPU) runs."""
+    """The configured minibatch (or rl_games' num_envs * minibatch_size_per_env when only that is
+    given), capped at one whole batch for small (CPU) runs."""
     batch = num_envs * int(config["horizon_length"])
-    minibatch = min(int(config["minibatch_size"]), batch)
+    if config.get("minibatch_size") is None and config.get("minibatch_size_per_env") is None:
+        raise UserError("train.params.config needs minibatch_size or minibatch_size_per_env.")
+    per_env = config.get("minibatch_size_per_env")
+    requested = config["minibatch_size"] if config.get("minibatch_size") is not None else num_envs * int(per_env)
+    minibatch = min(int(requested), batch)
     if batch % minibatch:
         raise UserError(
             f"num_envs * horizon_length = {batch} is not a multiple of minibatch_size={minibatch}; "

@@ -349,11 +349,11 @@ class GraphedA2CAgent(A2CAgent):
     def _set_lr(self, lr: torch.Tensor | float) -> None:
         if self.device_.type == "cuda":
             self._lr.copy_(lr) if isinstance(lr, torch.Tensor) else self._lr.fill_(lr)
-        else:
-            lr = float(lr)
-            self._lr.fill_(lr)
+        else:  # multi_gpu: rl_games' ranks step with rank 0's rate broadcast as a float32 tensor
+            self._lr.fill_(float(lr))
+            step_lr = float(torch.tensor(float(lr), dtype=torch.float32)) if self.multi_gpu else float(lr)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = step_lr
 
     def _epoch_schedule(self) -> None:
         """Linear/constant schedules, from the epoch alone. rl_games updates them after every minibatch
