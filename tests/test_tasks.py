@@ -120,11 +120,71 @@ def test_compiled_task_math_matches_eager(make_cfg):
         torch.manual_seed(0)
         task = make_task(make_cfg("Ant", "num_envs=32", f"compile_task={compile_task}"))
         obs, rewards = [task.reset()["obs"]], []
+        if compile_task:  # compiled in the background from the first reset: use it from the first step
+            assert task.math_compiler.wait(600) and task.math_compiler.error is None, task.math_compiler.error
         for _ in range(20):
             o, r, _, _ = task.step(torch.rand(32, 8) * 2 - 1)
             obs.append(o["obs"])
             rewards.append(r)
+        assert compile_task == ("_features" in vars(task))  # the compiled function replaced the method
         return torch.stack(obs), torch.stack(rewards)
 
     eager, compiled = rollout(False), rollout(True)
     assert torch.allclose(eager[0], compiled[0], atol=1e-5) and torch.allclose(eager[1], compiled[1], atol=1e-5)
+
+
+def test_task_math_compiles_in_the_background_while_the_task_steps_eagerly(make_cfg, monkeypatch, capsys):
+    """torch.compile took ~7 s of a warm H200 start-up before the first epoch: the task now steps
+    eagerly while a thread compiles, and the compiled functions replace the eager ones between two
+    steps; a failed compile leaves the eager math and says so."""
+    import threading
+
+    from isaacgymenvs.tasks import compile_math
+
+    release, compiled_calls = threading.Event(), []
+
+    def slow_compile(fn, **options):
+        def compiled(*args):
+            compiled_calls.append(fn.__name__)
+            return fn(*args)
+
+        assert release.wait(30) and options == {"dynamic": False}
+        return compiled
+
+    monkeypatch.setattr(compile_math.torch, "compile", slow_compile)
+    task = make_task(make_cfg("Cartpole", "num_envs=8", "compile_task=True"))
+    task.reset()
+    for _ in range(3):  # still compiling: the eager math steps
+        task.step(torch.zeros(8, 1))
+    assert "_features" not in vars(task) and compiled_calls == []
+    release.set()
+    assert task.math_compiler.wait(30)
+    assert compiled_calls == ["_features", "_score", "_observe"]  # the warm-up call, in the thread
+    task.step(torch.zeros(8, 1))
+    assert task.math_compiler is None and vars(task)["_features"].__name__ == "compiled"
+    assert compiled_calls[3:] == ["_features", "_score", "_features", "_observe"]  # one step, compiled
+    assert "Task math compiled in " in capsys.readouterr().out
+
+    def broken_compile(fn, **options):
+        raise RuntimeError("no C++ compiler\nmore lines")
+
+    monkeypatch.setattr(compile_math.torch, "compile", broken_compile)
+    task = make_task(make_cfg("Cartpole", "num_envs=8", "compile_task=True"))
+    task.reset()
+    assert task.math_compiler.wait(30)
+    task.step(torch.zeros(8, 1))
+    assert task.math_compiler is None and "_features" not in vars(task)
+    out = capsys.readouterr().out
+    assert "Warning: compiling the task math failed (RuntimeError: no C++ compiler); it stays eager" in out
+
+
+@pytest.mark.slow
+def test_a_run_that_ends_while_the_task_math_compiles_exits_cleanly(tmp_path):
+    """Exiting while inductor compiled aborted in C++ ('terminate called without an active exception')."""
+    from tests.conftest import run_cli
+
+    result = run_cli("task=Cartpole", "num_envs=16", "max_iterations=2", "compile_task=True", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+    assert "Waiting for the task-math compile to finish before exiting" in result.stdout or (
+        "Task math compiled in" in result.stdout
+    )

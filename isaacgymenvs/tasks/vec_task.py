@@ -29,6 +29,7 @@ from gymnasium import spaces
 from omegaconf import DictConfig
 
 from isaacgymenvs.physics import PhysicsBackend, PhysicsState, load_model, make_backend
+from isaacgymenvs.tasks.compile_math import MATH_FUNCTIONS, BackgroundCompile
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class VecTask(ABC):
 
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (self.num_actions,), dtype=np.float32)
+        self.math_compiler: BackgroundCompile | None = None
         if compile_math:
             self._compile_math()
 
@@ -93,10 +95,14 @@ class VecTask(ABC):
 
         On a GPU, thousands of envs make each op cheap, so an eager step is bound by ~150 kernel
         launches; torch.compile turns them into a few fused kernels. Resets (random sampling from
-        the task's generator) stay eager.
+        the task's generator) stay eager. Compiling takes seconds even with warm caches (~7 s for
+        Ant on an H200, and much longer on a fresh machine), so it runs in a background thread from
+        the first reset on while training starts eagerly (same math, slower); the compiled
+        functions replace the eager ones between two steps.
         """
-        for name in ("_features", "_score", "_observe"):
-            setattr(self, name, torch.compile(getattr(self, name), dynamic=False))
+        self.math_compiler = BackgroundCompile(self, MATH_FUNCTIONS)
+
+    # --- the contract ---------------------------------------------------------------------
 
     # --- the contract ---------------------------------------------------------------------
 
@@ -104,10 +110,14 @@ class VecTask(ABC):
         """Reset every environment and return the first observations."""
         self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         self.obs_buf[:] = self._observe(self._features(self.physics.state()))
+        if self.math_compiler is not None:
+            self.math_compiler.start()  # the task is whole now: its attributes exist
         return self._obs_dict()
 
     def step(self, actions: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, dict]:
         """Apply actions for one control period (`sim.substeps` physics steps)."""
+        if self.math_compiler is not None and self.math_compiler.swap_in():
+            self.math_compiler = None
         self.actions = torch.clamp(actions.to(self.device, torch.float32), -self.clip_actions, self.clip_actions)
         failed = self.physics.step(self._actions_to_ctrl(self.actions), self.substeps).to(self.device)
         self.progress_buf += 1
