@@ -230,8 +230,9 @@ def nothing_exported(run: protocol.RunDir, stem: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
-    ["torn", "foreign", "unknown experiment", "unwritable", "no run", "linked latest", "linked nn", "linked exported"],
-)
+    ["torn", "foreign", "unknown experiment", "unwritable", "no run", "linked latest", "linked nn", "linked exported",
+     "oversized"],
+)  # fmt: skip
 def test_cli_refuses_bad_input_with_one_sentence(ant_copy, case, monkeypatch, capsys, tmp_path_factory):
     from isaacgymenvs.cli import main
 
@@ -263,6 +264,13 @@ def test_cli_refuses_bad_input_with_one_sentence(ant_copy, case, monkeypatch, ca
         shutil.move(run.nn, outside / "nn")
         run.nn.symlink_to(outside / "nn")
         args, stem, expect = [f"experiment={run.name}"], "latest", "latest.pth: nn/ is a symbolic link"
+    elif case == "oversized":  # sized memory-mapped before its bytes are read, as the player does
+        import torch
+
+        ckpt = torch.load(run.latest_checkpoint, weights_only=True)
+        torch.save({**ckpt, "extra": torch.zeros(70_000_000)}, run.latest_checkpoint)
+        args, stem = [f"experiment={run.name}"], "latest"
+        expect = "latest.pth holds 268 MB of tensors, more than the 256 MB a policy checkpoint may"
     elif case == "linked exported":
         (run.root / "exported").symlink_to(outside)
         args, stem, expect = [f"experiment={run.name}"], "latest", "exported is a symbolic link or not a folder"

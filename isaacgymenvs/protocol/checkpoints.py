@@ -143,11 +143,20 @@ def tensor_bytes(value: Any, seen: set | None = None, depth: int = 0) -> int:
 
 
 def _load_fd(fd: int, name: str) -> Any:
-    """Load from an open descriptor, first memory-mapped to size its tensors without reading them.
+    """Load from an open descriptor, first memory-mapped to size its tensors without reading them
+    (refuse_oversized_tensors); only then read into memory."""
+    refuse_oversized_tensors(fd, name)
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(fd), "rb") as f:
+        return torch_load_weights(f)
+
+
+def refuse_oversized_tensors(fd: int, name: str) -> None:
+    """CheckpointRejected when the open file's tensors exceed TENSORS_MAX_BYTES, found without reading them.
 
     Through /proc/self/fd the very file opened is mapped, whatever its name points to now. Only a
-    file whose tensors fit TENSORS_MAX_BYTES is then read into memory (a mapping could fault if the
-    file were truncated in place later); a legacy (non-zip) file cannot be mapped and is read.
+    file whose tensors fit is then read into memory (a mapping could fault if the file were
+    truncated in place later); a legacy (non-zip) file cannot be mapped and is let through.
     """
     proc_path = f"/proc/self/fd/{fd}"
     if os.path.exists(proc_path):
@@ -162,9 +171,6 @@ def _load_fd(fd: int, name: str) -> Any:
                     f"{name} holds {size / 1024**2:.0f} MB of tensors, more than the "
                     f"{TENSORS_MAX_BYTES // 1024**2} MB a policy checkpoint may (task networks are a few MB)"
                 )
-    os.lseek(fd, 0, os.SEEK_SET)
-    with os.fdopen(os.dup(fd), "rb") as f:
-        return torch_load_weights(f)
 
 
 def needs_full_unpickling(err: BaseException) -> bool:
