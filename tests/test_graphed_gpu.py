@@ -21,10 +21,18 @@ def agent(make_cfg, tmp_path):
     agent = build_agent(cfg, RunDir(tmp_path / "run"), graphed.ALGO_NAME)
     agent.init_tensors()
     agent.obs = agent.env_reset()
+    wait_for_task_math(agent)
     for _ in range(5):  # three eager warm-up calls per step, then capture (prepare runs once an epoch)
         agent.epoch_num += 1
         agent.train_epoch()
     return agent
+
+
+def wait_for_task_math(agent) -> None:
+    """The task compiles its math in a thread from the first reset; the agent captures only after."""
+    compiler = agent.vec_env.task.math_compiler
+    if compiler is not None:
+        assert compiler.wait(600) and compiler.error is None, compiler.error
 
 
 def test_every_step_is_captured_and_an_epoch_never_waits_for_the_host(agent):
@@ -104,6 +112,8 @@ def test_captured_epochs_match_the_stock_agent(variant, make_cfg, tmp_path):
     for agent in (stock, new):
         agent.init_tensors()
         agent.obs = agent.env_reset()
+    for agent in (stock, new):  # no capture while either task's math compiles (see CapturedStep.hold)
+        wait_for_task_math(agent)
     report = []
     for epoch in range(4):
         results = []
