@@ -15,9 +15,8 @@ changes is how an epoch runs on the device:
   that picks its rows from a device-side counter, so there is no `.item()` per minibatch.
 - values leave the device once per epoch (losses, KL, learning rate, episode means).
 
-On the CPU the same step functions run eagerly (nothing to capture there); the tests compare them with the
-stock agent on the CPU. Multi-GPU: gradients and the minibatch KL travel in one all-reduce between two
-graphs, and every rank computes the same learning rate from the averaged KL (rl_games broadcasts rank 0's).
+On the CPU the same steps run eagerly (the tests compare them with the stock agent). Multi-GPU: gradients and
+the minibatch KL travel in one all-reduce between two graphs; every rank computes the rate from the averaged KL.
 """
 
 from __future__ import annotations
@@ -110,9 +109,9 @@ class GraphedA2CAgent(A2CAgent):
         self._env_actions = torch.zeros(n, act, device=dev)
         self._init_dataset(n * h, obs_dim, act)
         bound = lambda: tensor_attributes(self, GRAPH_TENSORS)  # noqa: E731 - checked once per epoch
-        self._policy_step = CapturedStep(self._policy_fn, dev, bound=bound)
-        self._after_env_step = CapturedStep(self._after_env_step_fn, dev, bound=bound)
-        self._prepare = CapturedStep(self._prepare_fn, dev, bound=bound)
+        self._policy_step = CapturedStep(self._policy_fn, dev, bound=bound, hold=self._task_compiling)
+        self._after_env_step = CapturedStep(self._after_env_step_fn, dev, bound=bound, hold=self._task_compiling)
+        self._prepare = CapturedStep(self._prepare_fn, dev, bound=bound, hold=self._task_compiling)
         self._minibatch_steps = self._make_minibatch_steps()
 
     def _init_dataset(self, batch: int, obs_dim: int, act: int) -> None:
@@ -138,9 +137,11 @@ class GraphedA2CAgent(A2CAgent):
 
     def _make_minibatch_steps(self) -> list[CapturedStep]:
         """One graph per minibatch step; with multi_gpu two, around the all-reduce."""
-        if not self.multi_gpu:
-            return [CapturedStep(self._minibatch_fn, self.device_)]
-        return [CapturedStep(self._gradients_fn, self.device_), CapturedStep(self._apply_fn, self.device_)]
+        steps = [self._minibatch_fn] if not self.multi_gpu else [self._gradients_fn, self._apply_fn]
+        return [CapturedStep(fn, self.device_, hold=self._task_compiling) for fn in steps]
+
+    def _task_compiling(self) -> bool:  # its math compiling in a thread (tasks/compile_math.py): no capture yet
+        return getattr(getattr(self.vec_env, "task", None), "math_compiler", None) is not None
 
     # --- rollout ----------------------------------------------------------------------------
 

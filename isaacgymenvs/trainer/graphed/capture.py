@@ -39,7 +39,9 @@ def tensor_attributes(obj: object, names: tuple[str, ...]) -> dict[str, torch.Te
 
 
 class CapturedStep:
-    """`fn()` (no arguments, results in place), graphed on CUDA after `warmup` eager calls.
+    """`fn()` (no arguments, results in place), graphed on CUDA after `warmup` eager calls and once
+    `hold()` is false (the task's math compiling in another thread may synchronize the device, which
+    invalidates a capture in progress: training goes on eagerly until it is done).
 
     `bound()` names the tensors the step may read or write. Their storage is recorded at capture
     and `verify()` (once per epoch: cheap) refuses a replay after one was rebound: the graph would
@@ -48,9 +50,10 @@ class CapturedStep:
 
     def __init__(
         self, fn: Callable[[], None], device: torch.device | str, warmup: int = 3,
-        bound: Callable[[], dict[str, torch.Tensor]] | None = None,
+        bound: Callable[[], dict[str, torch.Tensor]] | None = None, hold: Callable[[], bool] = lambda: False,
     ) -> None:  # fmt: skip
         self.fn = fn
+        self.hold = hold  # True: keep running eagerly, capture later
         self.device = torch.device(device)
         self.warmup = warmup
         self.calls = 0
@@ -86,7 +89,7 @@ class CapturedStep:
             self.fn()
             return
         self.calls += 1
-        if self.calls <= self.warmup:
+        if self.calls <= self.warmup or self.hold():
             self._run_on_side_stream()
         else:
             self._capture()
