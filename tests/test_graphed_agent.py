@@ -63,6 +63,11 @@ def agents(request, make_cfg, tmp_path):
     the other variants each change one rl_games option."""
     task = request.param.partition("-")[0]
     cfg = make_cfg(task, "num_envs=32", f"{C}minibatch_size=128", "seed=3", *VARIANTS[request.param])
+    return agent_pair(cfg, tmp_path)
+
+
+def agent_pair(cfg, tmp_path):
+    """Stock a2c_continuous and the graphed agent on two copies of cfg's task, with the same weights, reset."""
     stock = build_agent(cfg, RunDir(tmp_path / "stock"), "a2c_continuous")
     new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
     new.model.load_state_dict(stock.model.state_dict())
@@ -102,24 +107,24 @@ def test_one_rollout_matches_stock(agents):
         assert_close(stock.game_lengths.get_mean(), new.game_lengths.get_mean(), "mean episode length")
 
 
+def epoch_side_by_side(stock, new, epoch: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """One epoch of each agent from the same torch seed: (what, stock's mean, the graphed agent's
+    mean) of its losses, entropy and KL (on the CPU; the GPU test uses it too)."""
+    results = []
+    for agent in (stock, new):
+        torch.manual_seed(100 + epoch)
+        agent.epoch_num += 1
+        results.append(agent.train_epoch())
+    (_, _, _, _, sa, sc, sb, se, skl, _, _), (_, _, _, _, na, nc, nb, ne, nkl, _, _) = results
+    pairs = [("a_loss", sa, na), ("c_loss", sc, nc), ("b_loss", sb, nb), ("entropy", se, ne), ("kl", skl, nkl)]
+    return [(what, torch_mean_list(s).detach().cpu(), torch_mean_list(n).detach().cpu()) for what, s, n in pairs]
+
+
 def test_training_epochs_match_stock(agents):
     stock, new = agents
     for epoch in range(3):
-        results = []
-        for agent in (stock, new):
-            torch.manual_seed(100 + epoch)
-            agent.epoch_num += 1
-            results.append(agent.train_epoch())
-        (_, _, _, _, sa, sc, sb, se, skl, slr, _), (_, _, _, _, na, nc, nb, ne, nkl, nlr, _) = results
-        mean = torch_mean_list
-        for what, s, n in [
-            ("a_loss", sa, na),
-            ("c_loss", sc, nc),
-            ("b_loss", sb, nb),
-            ("entropy", se, ne),
-            ("kl", skl, nkl),
-        ]:
-            assert_close(mean(s), mean(n), f"epoch {epoch}: {what}")
+        for what, s, n in epoch_side_by_side(stock, new, epoch):
+            assert_close(s, n, f"epoch {epoch}: {what}")
         assert new.last_lr == pytest.approx(stock.last_lr, rel=1e-5), f"epoch {epoch}: learning rate"
     new_state, stock_state = new.model.state_dict(), stock.model.state_dict()
     assert new_state.keys() == stock_state.keys()

@@ -103,32 +103,17 @@ def test_captured_epochs_match_the_stock_agent(variant, make_cfg, tmp_path):
     and minibatch steps captured in epoch 1, its prepare step in epoch 4) report the same losses, KL
     and rates (for as many epochs as GPU_VARIANTS says), and the linear schedule the same weights."""
     pytest.importorskip("mujoco_warp")
-    from isaacgymenvs.protocol import RunDir
-    from isaacgymenvs.trainer import graphed
-    from tests.test_graphed_agent import build_agent, torch_mean_list
+    from tests.test_graphed_agent import agent_pair, epoch_side_by_side
 
     cfg = make_cfg("Cartpole", "sim_device=cuda:0", "rl_device=cuda:0", "num_envs=1024", "seed=3",
                    f"{C}minibatch_size=4096", *GPU_VARIANTS[variant][0])  # fmt: skip
     agreeing = GPU_VARIANTS[variant][1]
-    stock = build_agent(cfg, RunDir(tmp_path / "stock"), "a2c_continuous")
-    new = build_agent(cfg, RunDir(tmp_path / "new"), graphed.ALGO_NAME)
-    new.model.load_state_dict(stock.model.state_dict())
-    for agent in (stock, new):
-        agent.init_tensors()
-        agent.obs = agent.env_reset()
+    stock, new = agent_pair(cfg, tmp_path)
     for agent in (stock, new):  # no capture while either task's math compiles (see CapturedStep.hold)
         wait_for_task_math(agent)
     report = []
     for epoch in range(4):
-        results = []
-        for agent in (stock, new):
-            torch.manual_seed(100 + epoch)
-            agent.epoch_num += 1
-            results.append(agent.train_epoch())
-        (_, _, _, _, sa, sc, _, se, skl, _, _), (_, _, _, _, na, nc, _, ne, nkl, _, _) = results
-        for what, s_, n_ in [("a_loss", sa, na), ("c_loss", sc, nc), ("entropy", se, ne), ("kl", skl, nkl)]:
-            s_, n_ = torch_mean_list(s_).detach().cpu(), torch_mean_list(n_).detach().cpu()
-            report.append((epoch, what, float(s_), float(n_)))
+        report += [(epoch, what, float(a), float(b)) for what, a, b in epoch_side_by_side(stock, new, epoch)]
         report.append((epoch, "lr", stock.last_lr, new.last_lr))
     print("\n".join(f"{variant} epoch {e} {w}: stock {a:.6g} graphed {b:.6g}" for e, w, a, b in report))
     assert all(step.graph is not None for step in new._all_steps()), "the graphed agent never captured"
