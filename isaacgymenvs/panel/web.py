@@ -126,8 +126,9 @@ class WebPanel:
             self.show_problem(text)
             return
         if self._write(protocol.MODE_MANUAL, entry.relative):
-            with self._choice_lock:
-                self.choice.value = next((label for label, e in self.entries.items() if e is entry), NO_SELECTION)
+            with self._choice_lock:  # by name: a scan may have replaced the entries meanwhile
+                labels = (label for label, e in self.entries.items() if e.name == entry.name)
+                self.choice.value = next(labels, NO_SELECTION)
             self.show_message(text)
 
     def selected(self) -> CheckpointEntry | None:

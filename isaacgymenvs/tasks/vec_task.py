@@ -95,14 +95,12 @@ class VecTask(ABC):
 
         On a GPU, thousands of envs make each op cheap, so an eager step is bound by ~150 kernel
         launches; torch.compile turns them into a few fused kernels. Resets (random sampling from
-        the task's generator) stay eager. Compiling takes seconds even with warm caches (~7 s for
+        the task's generator) stay eager. Compiling takes seconds even with warm caches (7-11 s for
         Ant on an H200, and much longer on a fresh machine), so it runs in a background thread from
         the first reset on while training starts eagerly (same math, slower); the compiled
         functions replace the eager ones between two steps.
         """
         self.math_compiler = BackgroundCompile(self, MATH_FUNCTIONS)
-
-    # --- the contract ---------------------------------------------------------------------
 
     # --- the contract ---------------------------------------------------------------------
 
