@@ -3,6 +3,7 @@
     python benchmarks/startup.py                       # Ant, defaults, this machine: 3 runs
     python benchmarks/startup.py --task Humanoid --runs 5 -- num_envs=4096
     python benchmarks/startup.py --player               # a headless player's first loaded policy
+    python benchmarks/startup.py --player --viewer web  # ... and the page's first frame sent (video, window)
 
 Each run starts `train_play.py` as a user does, in a fresh process, through a thin shim that stamps
 the moments between phases on stderr (`[startup] <phase> <seconds since the command>`); the shim
@@ -12,10 +13,12 @@ only wraps functions, it changes nothing they do. Phases:
   imports   cli, config and what they import (torch, hydra)
   config    Hydra compose + checks
   trainer   the trainer's modules imported
-  task      rl_games' Runner imported (torch._dynamo with it, ~0.9 s on the CPU) and the task with its
+  task      rl_games' Runner imported (torch._dynamo with it, ~0.9 s on the CPU: torch.optim would
+            import it anyway) and the task with its
             physics backend built (kernels loaded, or compiled on a fresh GPU machine)
   agent     the PPO agent built (network, optimizer; CUDA-graph capture on a GPU)
   epoch 1   the first progress line (a player: `policy`, its first loaded policy)
+  frame     a player's first frame drawn (video, window) or sent to the page (web), with --viewer
 
 The table is the median over --runs (caches warm after the first); `first` is the first run.
 `--reward R` keeps each run going until the progress line's mean episode reward reaches R (phase
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from isaacgymenvs.trainer.progress import parse_progress
 
 REPO = Path(__file__).resolve().parent.parent
-PHASES = ("python", "imports", "config", "trainer", "task", "agent", "epoch 1")
+PHASES = ("python", "imports", "config", "trainer", "task", "agent", "epoch 1", "frame")
 
 SHIM = r"""
 import sys, time, os
@@ -79,9 +83,35 @@ if os.environ.get("STARTUP_MODE") == "train":
             cls.__init__ = init
         return module
     builtins.__import__ = hooked
+elif os.environ.get("STARTUP_VIEWER"):  # a player's first frame drawn (video, window) or sent (web)
+    import builtins
+    real_builtin_import = builtins.__import__
+    drawing = {"isaacgymenvs.player.render": "MultiEnvRenderer", "isaacgymenvs.player.web_scene": "WebScene"}
+    def stamped_frames(cls):  # patched when the CLI imports it: importing mujoco earlier would fix the GL vendor
+        real = cls.render if hasattr(cls, "render") else cls.update
+        def call(self, *a, **k):
+            result = real(self, *a, **k)
+            stamp("frame")
+            return result
+        setattr(cls, "render" if hasattr(cls, "render") else "update", call)
+    def hooked(name, *a, **k):
+        module = real_builtin_import(name, *a, **k)
+        for module_name, cls_name in list(drawing.items()):
+            found = sys.modules.get(module_name)
+            if found is not None and hasattr(found, cls_name):
+                stamped_frames(getattr(found, cls_name))
+                del drawing[module_name]
+        return module
+    builtins.__import__ = hooked
 sys.argv = ["train_play.py", *sys.argv[1:]]
 sys.exit(cli.main(sys.argv[1:]))
 """
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def fresh_caches() -> dict[str, str]:
@@ -92,10 +122,15 @@ def fresh_caches() -> dict[str, str]:
 
 
 def one_run(args: list[str], mode: str, cwd: Path, reward: float | None = None, fresh: bool = False,
-            limit_s: float = 180.0) -> dict[str, float]:  # fmt: skip
-    """Phase stamps of one run (seconds since the command); with `reward`, also `reward` and `rate`."""
+            limit_s: float = 180.0, viewer: str | None = None) -> dict[str, float]:  # fmt: skip
+    """Phase stamps of one run (seconds since the command); with `reward`, also `reward` and `rate`;
+    with a player's `viewer`, also `frame` (the run ends once it has both a policy and a frame)."""
+    extra = fresh_caches() if fresh else {}
+    if viewer:
+        extra["STARTUP_VIEWER"] = viewer
+        extra.update({"QT_QPA_PLATFORM": "offscreen"} if viewer == "window" else {})
     env = dict(os.environ, STARTUP_T0=f"{time.time():.6f}", STARTUP_REPO=str(REPO), STARTUP_MODE=mode,
-               PYTHONUNBUFFERED="1", **(fresh_caches() if fresh else {}))  # fmt: skip
+               PYTHONUNBUFFERED="1", **extra)  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-c", SHIM, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     t0 = float(env["STARTUP_T0"])
@@ -109,8 +144,8 @@ def one_run(args: list[str], mode: str, cwd: Path, reward: float | None = None, 
             stamps.setdefault(phase, float(seconds))
         elif target in line and "epoch 1" not in stamps:
             stamps["epoch 1"] = time.time() - t0
-            if reward is None:
-                proc.terminate()
+        if "epoch 1" in stamps and reward is None and (not viewer or "frame" in stamps) and proc.poll() is None:
+            proc.terminate()
         if progress is not None and progress.epoch > 5:
             rates.append(progress.env_steps_per_s)
         if reward is not None and progress is not None and progress.mean_reward >= reward:
@@ -129,6 +164,8 @@ def main() -> None:
     parser.add_argument("--task", default="Ant")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--player", action="store_true", help="a headless player on a finished run instead")
+    parser.add_argument("--viewer", choices=("video", "web", "window"),
+                        help="with --player: this front end instead, to its first frame drawn or sent")  # fmt: skip
     parser.add_argument("--reward", type=float, help="run on until the mean episode reward reaches this")
     parser.add_argument("--fresh", action="store_true", help="empty Warp/inductor/Triton caches for every run")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides for train_play.py")
@@ -143,12 +180,16 @@ def main() -> None:
         data = REPO / "tests" / "data" / "ant_gpu_trained"
         shutil.copy(data / "latest.pth", run / "nn" / "latest.pth")
         shutil.copy(data / "config.yaml", run / "params" / "config.yaml")
-        args, mode = ["mode=play", "experiment=parity", "headless=True", *opts.overrides], "play"
+        front_ends = {None: ["headless=True"], "video": ["headless=True", "video=True"],
+                      "web": ["viewer=web", f"web_port={free_port()}"], "window": ["viewer=window"]}  # fmt: skip
+        shown = front_ends[opts.viewer]
+        args, mode = ["mode=play", "experiment=parity", *shown, *opts.overrides], "play"
     else:
         args = [f"task={opts.task}", "headless=True", "max_iterations=1000", *opts.overrides]
         mode = "train"
-    results = [one_run(args, mode, work, opts.reward, opts.fresh) for _ in range(opts.runs)]
-    phases = [p for p in PHASES if any(p in r for r in results)]
+    results = [one_run(args, mode, work, opts.reward, opts.fresh, viewer=opts.viewer) for _ in range(opts.runs)]
+    phases = sorted({p for r in results for p in r if p in PHASES}, key=lambda p: statistics.median(
+        [r[p] for r in results if p in r]))  # fmt: skip
     last = "epoch 1" if mode == "train" else "policy"  # a player's first loaded policy
     print(f"startup: train_play.py {' '.join(args)}  ({opts.runs} runs; seconds since the command)")
     print(f"{'phase':<10}{'first':>8}{'median':>8}{'step':>8}")
