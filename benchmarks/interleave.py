@@ -12,6 +12,7 @@ transition) is left out. Publishing stays on throughout, so its own cost is not 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from benchmarks.rates import mean_rate
 from isaacgymenvs.trainer.progress import parse_progress
+
+PLAYER_LOAD_SECONDS = 120
 
 
 @dataclass
@@ -79,7 +82,16 @@ def run_interleaved(
             result.trainer_output.append(line)
             if player is None and line.startswith("Training will save to: "):
                 player = start_player(Path(line.split(": ", 1)[1].strip()))
+                player_started = time.time()
                 threading.Thread(target=read_player, args=(player.stdout,), daemon=True).start()
+            if (
+                player is not None
+                and not loaded.is_set()
+                and (player.poll() is not None or time.time() - player_started > PLAYER_LOAD_SECONDS)
+            ):  # a player that died or never loads would leave the run waiting for the whole training
+                proc.send_signal(signal.SIGINT)
+                why = "exited" if player.poll() is not None else f"loaded nothing in {PLAYER_LOAD_SECONDS} s"
+                raise RuntimeError(f"the player {why}; its last output:\n" + "".join(result.player_output[-30:]))
             progress = parse_progress(line)
             if progress is None or not loaded.is_set():
                 continue
@@ -108,9 +120,12 @@ def run_interleaved(
                 running = not running
                 os.killpg(player.pid, signal.SIGCONT if running else signal.SIGSTOP)
     finally:
+        if proc.poll() is None and not done:  # an error above: stop the trainer (max_iterations is huge)
+            proc.send_signal(signal.SIGINT)
         proc.wait()
         if player is not None:
-            os.killpg(player.pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # it may have died already
+                os.killpg(player.pid, signal.SIGCONT)
             player.send_signal(signal.SIGINT)
             try:
                 player.wait(timeout=120)

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.interleave import run_interleaved  # noqa: E402
 from benchmarks.rates import mean_rate  # noqa: E402
+from isaacgymenvs import protocol  # noqa: E402
 
 ENTRY = str(REPO / "isaacgymenvs" / "train_play.py")
 PLAYER_KINDS = {
@@ -115,7 +116,8 @@ def measure(task: str, kind: str, args: argparse.Namespace, tmp: Path) -> dict:
     marks: dict = {}
 
     def on_tail(moment: str) -> None:
-        status = json.loads((started["run"] / ".player_status.json").read_text())
+        pid = started["player"].pid  # one status file per player (.player_status.<pid>.<host>.json)
+        status = next((s for s in protocol.read_statuses(protocol.RunDir(started["run"])) if s.get("pid") == pid), {})
         marks[moment] = (time.time(), float(status.get("sim_seconds", "nan")), group_cpu_seconds(started["player"].pid))
 
     trainer = [sys.executable, ENTRY, f"task={task}", "mode=train", "headless=True", "max_iterations=1000000",
