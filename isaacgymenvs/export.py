@@ -150,14 +150,13 @@ def read_source(path: Path, run: RunDir) -> bytes:
         raise UserError(f"Cannot export {path}: it does not exist.") from None
     except OSError as err:
         raise UserError(f"Cannot export {path}: {err}.") from None
-    try:
-        protocol.refuse_oversized_tensors(fd, path.name)  # sized memory-mapped before anything is read
-    except CheckpointRejected as err:
-        os.close(fd)
-        raise UserError(f"Cannot export {path}: {err}.") from None
-    except Exception:  # torn or not a zip: the load below says so in its own words
-        pass
     with os.fdopen(fd, "rb") as f:
+        try:
+            protocol.refuse_oversized_tensors(fd, path.name)  # sized memory-mapped before anything is read
+        except CheckpointRejected as err:
+            raise UserError(f"Cannot export {path}: {err}.") from None
+        except Exception:  # torn or not a zip: the load of these bytes says so in its own words
+            pass
         return f.read()
 
 

@@ -27,11 +27,13 @@ from tests.conftest import run_cli
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def build_agent(cfg, run: RunDir, algo: str):
+def build_agent(cfg, run: RunDir, algo: str, wrap_config=lambda config: config):
+    """rl_games' agent `algo` on cfg's task; `wrap_config` may replace its config dict (two_rank_worker.py)."""
     register_task(lambda: make_task(cfg))
     runner = Runner(algo_observer=MultiObserver([RewardTermsObserver()]))  # the trainer's, minus files
     graphed.register(runner)
     runner.load(rlgames_params(cfg, run))
+    runner.params["config"] = wrap_config(runner.params["config"])
     return runner.algo_factory.create(algo, base_name="run", params=runner.params)
 
 

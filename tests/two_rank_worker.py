@@ -22,11 +22,8 @@ import torch.distributed as dist
 
 from isaacgymenvs.config import load_config
 from isaacgymenvs.protocol import RunDir
-from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
-from isaacgymenvs.trainer.observers import MultiObserver, RewardTermsObserver
-from isaacgymenvs.trainer.rlgames_config import rlgames_params
-from isaacgymenvs.trainer.rlgames_env import register_task
+from tests.test_graphed_agent import build_agent
 
 C = "train.params.config."
 VARIANTS = {"adaptive": [], "linear": [f"{C}lr_schedule=linear"], "standard": [f"+{C}schedule_type=standard"]}
@@ -51,14 +48,7 @@ dist.init_process_group = init_gloo
 
 
 def build(cfg, run: RunDir, algo: str):
-    from rl_games.torch_runner import Runner
-
-    register_task(lambda: make_task(cfg))
-    runner = Runner(algo_observer=MultiObserver([RewardTermsObserver()]))
-    graphed.register(runner)
-    runner.load(rlgames_params(cfg, run))
-    runner.params["config"] = CpuConfig(runner.params["config"], multi_gpu=True)
-    return runner.algo_factory.create(algo, base_name="run", params=runner.params)
+    return build_agent(cfg, run, algo, wrap_config=lambda config: CpuConfig(config, multi_gpu=True))
 
 
 def run_variant(name: str, out: Path, rank: int) -> None:

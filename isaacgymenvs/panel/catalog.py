@@ -293,15 +293,13 @@ def checkpoint_to_keep(entries: list[CheckpointEntry], status: dict | None) -> t
     if not isinstance(shown, str) or not shown:
         return None, "Choose a checkpoint in the list first, then Manual (no player shows one yet)."
     shown = shown[:120]  # from another process's file: shown in a message, so bounded
-    loadable = [e for e in entries if not e.problem]
-    if shown != protocol.LATEST_CHECKPOINT:
-        same = next((e for e in loadable if e.name == shown), None)
-        if same is not None:
-            return same, f"Manual: keeping {same.name}, the checkpoint the player shows."
+    files = [e for e in entries if not e.problem and e.name != protocol.LATEST_CHECKPOINT]  # loadable, kept on disk
+    same = next((e for e in files if e.name == shown), None)
+    if same is not None:
+        return same, f"Manual: keeping {same.name}, the checkpoint the player shows."
     epoch = status.get("epoch")
     if isinstance(epoch, int) and not isinstance(epoch, bool):
-        named = [e for e in loadable if e.name != protocol.LATEST_CHECKPOINT and e.epoch is not None]
-        saved = [e for e in named if e.epoch <= epoch]
+        saved = [e for e in files if e.epoch is not None and e.epoch <= epoch]
         if saved:
             kept = max(saved, key=lambda e: (e.epoch, e.mtime))
             return kept, (f"Manual: keeping {kept.name} (epoch {kept.epoch}), the newest saved checkpoint of what "

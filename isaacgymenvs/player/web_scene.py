@@ -123,8 +123,6 @@ def floor_colours(model: mujoco.MjModel, geom: int) -> tuple[tuple[int, int, int
 
 
 FRAME_SECONDS = 0.5  # how often the "all robots" view checks that every tab still frames them
-
-
 FRAME_MARGIN = 0.85  # of the half-width/half-height a root may use
 ROBOT_RADIUS = 1.0  # metres around a root that must be in view too (an Ant's legs)
 

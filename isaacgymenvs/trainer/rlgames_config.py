@@ -32,10 +32,12 @@ def _minibatch_size(config: dict, num_envs: int) -> int:
     """The configured minibatch (or rl_games' num_envs * minibatch_size_per_env when only that is
     given), capped at one whole batch for small (CPU) runs."""
     batch = num_envs * int(config["horizon_length"])
-    if config.get("minibatch_size") is None and config.get("minibatch_size_per_env") is None:
-        raise UserError("train.params.config needs minibatch_size or minibatch_size_per_env.")
-    per_env = config.get("minibatch_size_per_env")
-    requested = config["minibatch_size"] if config.get("minibatch_size") is not None else num_envs * int(per_env)
+    requested = config.get("minibatch_size")
+    if requested is None:
+        per_env = config.get("minibatch_size_per_env")
+        if per_env is None:
+            raise UserError("train.params.config needs minibatch_size or minibatch_size_per_env.")
+        requested = num_envs * int(per_env)
     minibatch = min(int(requested), batch)
     if batch % minibatch:
         raise UserError(
