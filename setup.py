@@ -1,4 +1,5 @@
-"""Install: pip install -e .   (GPU physics: '.[gpu]'; mode=export: '.[export]'; tests: '.[test]')."""
+"""Install: pip install -e .   (GPU physics: '.[gpu]'; mode=export: '.[export]'; library=rsl_rl: '.[rsl_rl]';
+tests: '.[test]')."""
 
 from setuptools import find_packages, setup
 
@@ -42,6 +43,8 @@ setup(
     extras_require={
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
+        # library=rsl_rl: rsl_rl's OnPolicyRunner (tensordict and GitPython come with it)
+        "rsl_rl": ["rsl-rl-lib==5.5.1"],
         # mode=export and the panel's Export button: torch.onnx's exporter needs onnx + onnxscript; the
         # export is checked in onnxruntime before its files are written.
         "export": EXPORT,

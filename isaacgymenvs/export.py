@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.libraries import run_library
 from isaacgymenvs.policy import Policy
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
 from isaacgymenvs.tasks import make_task
@@ -131,7 +132,14 @@ def resolve_source(train_dir: str, experiment: str, checkpoint: str) -> tuple[Ru
 def run_config(run: RunDir) -> DictConfig:
     try:
         saved = protocol.read_params(run)  # bounded, and never through a link below the run
+        library = run_library(saved)
+        if library != "rl_games":
+            raise UserError(
+                f"Run {run.name} was trained with {library}, and mode=export handles rl_games runs only so far."
+            )
         saved.task.name, saved.train.params  # noqa: B018 - both sections must be there
+    except UserError:
+        raise
     except Exception as err:  # missing, unreadable, not YAML, not ours: one message
         raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
     return saved

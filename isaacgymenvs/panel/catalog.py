@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from isaacgymenvs import protocol
+from isaacgymenvs.libraries import run_library
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
 from isaacgymenvs.tasks import task_class
 
@@ -62,19 +63,22 @@ class RunInfo:
     num_obs: int
     num_actions: int
     shapes: dict[str, tuple[int, ...]] | None = None  # the run's network; None: observations/actions only
+    library: str = "rl_games"  # the run's PPO library: another library's checkpoint is listed as unusable
 
 
-def network_shapes(train: dict, num_obs: int, num_actions: int) -> dict[str, tuple[int, ...]] | None:
+def network_shapes(
+    train: dict, num_obs: int, num_actions: int, library: str = "rl_games"
+) -> dict[str, tuple[int, ...]] | None:
     """The state-dict shapes of the network the run's config builds (None if it cannot be built).
 
     The catalogue then marks as unloadable what the player would refuse at swap time (a wider hidden
     layer, a value head of another size, a missing sigma), instead of listing it as loadable.
     """
-    from isaacgymenvs.policy import Policy
+    from isaacgymenvs.policy import make_policy
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer
-            return Policy(train, num_obs, num_actions, "cpu", stochastic=False).shapes()
+            return make_policy(library, train, num_obs, num_actions, "cpu", stochastic=False).shapes()
     except Exception:  # an odd or foreign train section: fall back to the observation/action check
         return None
 
@@ -85,8 +89,9 @@ def run_info(run: RunDir) -> RunInfo:
     task = str(params.task.name)
     cls = task_class(task)
     train = OmegaConf.to_container(params.train, resolve=True) if "train" in params else None
-    shapes = network_shapes(train, cls.num_obs, cls.num_actions) if isinstance(train, dict) else None
-    return RunInfo(task, cls.num_obs, cls.num_actions, shapes)
+    library = run_library(params)
+    shapes = network_shapes(train, cls.num_obs, cls.num_actions, library) if isinstance(train, dict) else None
+    return RunInfo(task, cls.num_obs, cls.num_actions, shapes, library)
 
 
 def without_twins(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
@@ -167,8 +172,9 @@ class CheckpointCatalog:
         epoch = reward = problem = None
         try:
             loaded = protocol.load_checkpoint_in_run(
-                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions, shapes=self.info.shapes
-            )
+                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions,
+                shapes=self.info.shapes, library=self.info.library,
+            )  # fmt: skip
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)

@@ -1,9 +1,11 @@
-"""Expose a VecTask to RSL-RL (rsl-rl-lib 5.x) as its `VecEnv` (issue 27, first part: not wired yet).
+"""Expose a VecTask to RSL-RL (rsl-rl-lib 5.x) as its `VecEnv`.
 
 RSL-RL reads observations as a TensorDict of named groups; the task's observation vector is the
 "policy" group, which the runner's `obs_groups` maps to both actor and critic (as Isaac Lab does).
 Dones are the task's resets; `extras["time_outs"]` lets PPO bootstrap the value of timed-out
-episodes, and `extras["log"]` carries the mean return of the episodes that finished.
+episodes. rsl_rl's logger sums episode returns itself from rewards and dones; the task's reward
+terms are summed here on the device and read once per iteration (`take_reward_terms`), so logging
+costs no host sync per step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from isaacgymenvs.tasks.vec_task import VecTask
 
 
 class RslRlVecEnv(VecEnv):
-    """A VecTask seen by rsl_rl's OnPolicyRunner; episode returns are summed here for its logger."""
+    """A VecTask seen by rsl_rl's OnPolicyRunner."""
 
     def __init__(self, task: VecTask, cfg: dict) -> None:
         self.task, self.cfg = task, cfg
@@ -24,7 +26,8 @@ class RslRlVecEnv(VecEnv):
         self.max_episode_length = task.max_episode_length
         self.device = task.rl_device
         self._obs = task.reset()["obs"]
-        self.returns = torch.zeros(task.num_envs, device=self.device)
+        self._term_names: tuple[str, ...] = ()
+        self._term_sums: torch.Tensor | None = None  # [T + 1]: the reward terms' sums, then the episode count
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -40,10 +43,19 @@ class RslRlVecEnv(VecEnv):
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         obs, rewards, dones, extras = self.task.step(actions)
         self._obs = obs["obs"]
-        self.returns += rewards
-        finished = dones.float()
-        count = finished.sum()
-        mean_return = (self.returns * finished).sum() / count.clamp(min=1.0)
-        self.returns *= 1.0 - finished
-        log = {"/episode_return": mean_return} if bool(count) else {}
-        return self.get_observations(), rewards, dones, {"time_outs": extras["time_outs"], "log": log}
+        finished = extras.get("episode_terms")
+        if finished is not None:
+            sums = torch.cat([finished.term_sums.float(), finished.count.reshape(1).float()])
+            self._term_names = finished.names
+            self._term_sums = sums if self._term_sums is None else self._term_sums + sums
+        return self.get_observations(), rewards, dones, {"time_outs": extras["time_outs"]}
+
+    def take_reward_terms(self) -> dict[str, float]:
+        """Each reward term's mean return over the episodes that finished since the last call."""
+        if self._term_sums is None:
+            return {}
+        *sums, count = self._term_sums.tolist()
+        self._term_sums = None
+        if count <= 0:
+            return {}
+        return {name: total / count for name, total in zip(self._term_names, sums, strict=True)}
