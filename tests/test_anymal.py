@@ -211,3 +211,117 @@ def test_a_short_training_improves_velocity_tracking(tmp_path):
     assert len(tracking) >= 20
     first, last = sum(tracking[:3]) / 3, sum(tracking[-3:]) / 3
     assert last > 3 * first, tracking
+
+
+class ZeroPolicy:
+    def __init__(self, num_actions: int) -> None:
+        self.num_actions = num_actions
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(obs.shape[0], self.num_actions)
+
+
+def player_core(task):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from isaacgymenvs.player.core import PlayerCore
+
+    follower = SimpleNamespace(
+        check_alive=lambda: None,
+        take_ready=lambda: None,
+        loaded=None,
+        shown=SimpleNamespace(path=Path("latest.pth")),
+        error=None,
+        state_warning=None,
+    )
+    return PlayerCore(task, ZeroPolicy(task.num_actions), follower)
+
+
+def test_the_player_drives_a_robot_by_its_command(make_cfg):
+    """What the window's keys and the page's sliders do, without a GUI: a command requested from any
+    thread is applied between two steps, clipped to the task's ranges, reaches the driven robot's
+    observation, shows in the HUD beside the measured velocity, and can be given back."""
+    import threading
+
+    core = player_core(make_task(make_cfg("Anymal", "num_envs=2")))
+    assert core.drivable
+    core.driven_env = 1
+    slider = threading.Thread(target=core.request_command, args=(1, (3.0, -0.5, 0.5)))  # 3 m/s: above the range
+    slider.start()
+    slider.join()
+    assert core.task.commands[1].tolist() != [2.0, -0.5, 0.5]  # not before the next step
+    core.step()
+    assert core.task.commands[1].tolist() == [2.0, -0.5, 0.5]
+    torch.testing.assert_close(core.obs[1, 9:12], torch.tensor([4.0, -1.0, 0.125]))
+    core.nudge_command(1, 0, -0.25)  # the Down key
+    core.nudge_command(1, 2, 0.25)  # the Left key, on top of the pending request
+    core.step()
+    assert core.task.commands[1].tolist() == [1.75, -0.5, 0.75]
+    assert core.task.command_held.tolist() == [False, True]
+    line = core.hud_lines()[-1]
+    assert line.startswith("robot 1 command (held) vx +1.75 vy -0.50 yaw +0.75 | measured vx ")
+    core.request_command(1, None)  # the C key / "Random commands again"
+    core.step()
+    assert core.task.command_held.tolist() == [False, False]
+    assert "command (random)" in core.hud_lines()[-1]
+
+
+def test_a_task_without_commands_is_not_drivable(make_cfg):
+    core = player_core(make_task(make_cfg("Cartpole", "num_envs=2")))
+    assert not core.drivable and core.command_line() is None
+    core.request_command(0, (1.0, 0.0, 0.0))
+    core.nudge_command(0, 0, 0.25)
+    core.step()  # nothing to apply, nothing raised
+
+
+def test_the_window_keys_drive_the_followed_robot(make_cfg, qtbot):
+    from PySide6.QtCore import Qt
+
+    from isaacgymenvs.player.render import MultiEnvRenderer
+    from isaacgymenvs.player.window import PlayerWindow
+
+    core = player_core(make_task(make_cfg("Anymal", "num_envs=2")))
+    renderer = MultiEnvRenderer(core.task.model, 2, 4.0, quality="fast")
+    window = PlayerWindow(core, renderer, "Anymal")
+    qtbot.addWidget(window)
+    window.show()
+    window.renderer.follow = 1  # the F key's "robot 1"
+    qtbot.waitUntil(lambda: core.driven_env == 1, timeout=5000)
+    start = core.task.commands[1].tolist()
+    for key in (Qt.Key_Up, Qt.Key_Up, Qt.Key_Left, Qt.Key_Comma):
+        qtbot.keyClick(window, key)
+    expected = [min(start[0] + 0.5, 2.0), min(start[1] + 0.25, 1.0), min(start[2] + 0.25, 1.0)]
+    qtbot.waitUntil(lambda: bool(core.task.command_held[1]), timeout=5000)
+    assert core.task.commands[1].tolist() == pytest.approx(expected)
+    assert not core.task.command_held[0]
+    qtbot.waitUntil(lambda: any(line.startswith("robot 1 command (held)") for line in window.hud), timeout=5000)
+    qtbot.keyClick(window, Qt.Key_C)
+    qtbot.waitUntil(lambda: not core.task.command_held[1], timeout=5000)
+    window.timer.stop()
+    window.close()
+    renderer.close()
+
+
+def test_the_page_sliders_drive_the_followed_robot(make_cfg):
+    import socket
+    from types import SimpleNamespace
+
+    import viser
+
+    from isaacgymenvs.player.web import CommandSliders
+
+    core = player_core(make_task(make_cfg("Anymal", "num_envs=2")))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+    try:
+        sliders = CommandSliders(server, core, SimpleNamespace(follow="robot 1"))
+        sliders.sliders[0].value = 1.25  # what a client's slider move sets
+        sliders.sliders[2].value = -0.5
+        core.step()
+        assert core.task.commands[1].tolist() == [1.25, 0.0, -0.5]
+        assert core.task.command_held.tolist() == [False, True]
+    finally:
+        server.stop()

@@ -113,6 +113,13 @@ class Anymal(VecTask):
         self.commands[env] = torch.tensor([float(c) for c in command], device=self.device)
         self.command_held[env] = True
 
+    def velocity_status(self, env: int) -> tuple[list[float], list[float], bool]:
+        """Env `env`'s command and measured base velocity, both (x m/s, y m/s, yaw rate rad/s) in the
+        base frame, and whether the command is held from outside (for the player's HUD)."""
+        f = self._features(self.physics.state())
+        measured = torch.cat([f.lin_vel[env, :2], f.ang_vel[env, 2:3]])
+        return self.commands[env].tolist(), measured.tolist(), bool(self.command_held[env])
+
     # --- VecTask hooks -----------------------------------------------------------------------
 
     def _check_model(self, model: mujoco.MjModel) -> None:
