@@ -7,7 +7,7 @@ import torch
 
 from isaacgymenvs.tasks import TASKS, make_task
 
-EXPECTED = {"Ant": (60, 8), "Humanoid": (108, 21), "Cartpole": (4, 1)}
+EXPECTED = {"Ant": (60, 8), "Anymal": (48, 12), "Humanoid": (108, 21), "Cartpole": (4, 1)}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
