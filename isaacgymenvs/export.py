@@ -308,7 +308,7 @@ def describe(
             "size": task.num_actions,
             "names": task.action_names(),
             "clip": [-module.action_clip, module.action_clip],
-            "meaning": "MuJoCo actuator control, the mean of the policy's Gaussian; force or torque = action * gear",
+            "meaning": task.action_meaning,
             "actuator_gear": [float(g) for g in task.model.actuator_gear[:, 0]],
         },
         "values": "denormalised value estimate" if module.with_values else None,

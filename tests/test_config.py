@@ -124,7 +124,7 @@ def test_test_true_is_play_mode():
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["task=Dog"], "Unknown task 'Dog'; known tasks: Ant, Cartpole, Humanoid."),
+        (["task=Dog"], "Unknown task 'Dog'; known tasks: Ant, Anymal, Cartpole, Humanoid."),
         (["mode=fly"], "Unknown mode 'fly'"),
         (["num_envs=0"], "num_envs=0 must be a positive integer"),
         (["num_envs=-5"], "must be a positive integer"),

@@ -35,7 +35,7 @@ def test_trainer_entry_points_show_the_usage_and_refuse_an_unknown_task(way, tmp
     assert usage.returncode == 0 and usage.stdout.startswith("usage: python isaacgymenvs/train_play.py")
     bad = run_command([*command(TRAINER[way]), "task=Dog", "mode=train"], cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().startswith("Error: Unknown task 'Dog'; known tasks: Ant, Cartpole, Humanoid.")
+    assert bad.stderr.strip().startswith("Error: Unknown task 'Dog'; known tasks: Ant, Anymal, Cartpole, Humanoid.")
     assert not (tmp_path / "runs").exists()
 
 

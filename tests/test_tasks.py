@@ -7,7 +7,7 @@ import torch
 
 from isaacgymenvs.tasks import TASKS, make_task
 
-EXPECTED = {"Ant": (60, 8), "Humanoid": (108, 21), "Cartpole": (4, 1)}
+EXPECTED = {"Ant": (60, 8), "Anymal": (48, 12), "Humanoid": (108, 21), "Cartpole": (4, 1)}
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
@@ -188,3 +188,32 @@ def test_a_run_that_ends_while_the_task_math_compiles_exits_cleanly(tmp_path):
     assert "Waiting for the task-math compile to finish before exiting" in result.stdout or (
         "Task math compiled in" in result.stdout
     )
+
+
+def test_the_trainer_compiles_the_task_math_only_after_the_graphed_agent_captured_on_cuda(make_cfg, monkeypatch):
+    """Inductor compiling beside a CUDA-graph capture invalidated the capture on an H200: with the
+    graphed agent on CUDA the compile is deferred until every step is captured (CPU: at once)."""
+    from types import SimpleNamespace
+
+    from isaacgymenvs.tasks import compile_math
+    from isaacgymenvs.trainer.graphed.agent import GraphedA2CAgent
+    from isaacgymenvs.trainer.observers import CompileAfterCapture
+
+    monkeypatch.setattr(compile_math.torch, "compile", lambda fn, **options: fn)
+    task = make_task(make_cfg("Cartpole", "num_envs=8", "compile_task=True"))
+    agent = object.__new__(GraphedA2CAgent)  # only what the observer reads of a graphed agent on CUDA
+    agent.vec_env, agent.ppo_device, agent.capture_seconds = SimpleNamespace(task=task), "cuda:0", 0.0
+    observer = CompileAfterCapture()
+    observer.after_init(agent)
+    task.reset()
+    observer.after_steps()  # epoch 1, nothing captured yet
+    assert not task.math_compiler.running and not task.math_compiler.wait(0.2)
+    agent.capture_seconds = 2.05  # every step is a graph now
+    observer.after_steps()
+    assert task.math_compiler.wait(30) and task.math_compiler.error is None
+
+    cpu_task = make_task(make_cfg("Cartpole", "num_envs=8", "compile_task=True"))
+    agent.vec_env, agent.ppo_device = SimpleNamespace(task=cpu_task), "cpu"
+    CompileAfterCapture().after_init(agent)
+    cpu_task.reset()  # nothing to capture on the CPU: compiled from the first reset
+    assert cpu_task.math_compiler.wait(30)

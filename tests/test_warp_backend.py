@@ -27,6 +27,7 @@ TIMESTEP = 1.0 / 120.0
 # asset, nconmax, njmax: the tasks' sim config (cfg/task/*.yaml).
 MODELS = {
     "Ant": ("mjcf/ant.xml", 32, 128),
+    "Anymal": ("mjcf/anymal.xml", 32, 128),
     "Humanoid": ("mjcf/humanoid.xml", 48, 256),
     "Cartpole": ("mjcf/cartpole.xml", 4, 16),
 }
@@ -146,7 +147,9 @@ def test_overflow_raises(nconmax, njmax, key):
         backend.check_overflow()
 
 
-@pytest.mark.parametrize(("name", "elliptic"), [("Cartpole", False), ("Ant", True), ("Humanoid", True)])
+@pytest.mark.parametrize(
+    ("name", "elliptic"), [("Cartpole", False), ("Ant", True), ("Humanoid", True), ("Anymal", False)]
+)
 def test_agrees_with_cpu_backend(name, elliptic):
     """Same initial state and controls for 0.1 s: float32 GPU vs float64 CPU stay close.
 
@@ -154,7 +157,7 @@ def test_agrees_with_cpu_backend(name, elliptic):
     cones the two engines orient the friction pyramid of a capsule-plane contact differently
     (MuJoCo along the capsule axis, MuJoCo Warp along a fixed tangent), so trajectories part
     (~0.07 in qpos within 0.1 s) as soon as a foot lands; with elliptic cones the friction is
-    isotropic about the normal and they agree to ~1e-5.
+    isotropic about the normal and they agree to ~1e-5. anymal.xml has elliptic cones itself.
     """
     n = 16
     asset, nconmax, njmax = MODELS[name]
@@ -180,19 +183,51 @@ def test_agrees_with_cpu_backend(name, elliptic):
     torch.testing.assert_close(w.sensordata.cpu(), c.sensordata, rtol=1e-2, atol=0.1)
 
 
+def test_anymal_contact_sensors_agree_with_cpu_backend():
+    """The touch sensors that end an Anymal episode read the same on both engines: 0.5 s of PD
+    control from a standing pose (feet only on the floor), then knees pressed onto the floor."""
+    n = 4
+    asset, nconmax, njmax = MODELS["Anymal"]
+    model = load_model(asset, 0.005)
+    gpu = WarpBackend(model, n, torch.device(DEVICE), nconmax=nconmax, njmax=njmax)
+    cpu = CpuBatchBackend(model, n, nthread=2)
+    g = torch.Generator().manual_seed(3)
+    default = torch.tensor([0.03, 0.4, -0.8, 0.03, -0.4, 0.8, -0.03, 0.4, -0.8, -0.03, -0.4, 0.8])
+    qpos = torch.tensor(model.qpos0, dtype=torch.float32).repeat(n, 1)
+    qpos[:, 2], qpos[:, 7:] = 0.5, default
+    every = torch.ones(n, dtype=torch.bool)
+    cpu.reset(every, qpos, torch.zeros(n, model.nv))
+    gpu.reset(every, qpos, torch.zeros(n, model.nv))
+    for _ in range(25):  # 25 control periods of 4 physics steps at 5 ms
+        ctrl = default + 0.3 * (torch.rand(n, model.nu, generator=g) * 2 - 1)
+        assert not cpu.step(ctrl, 4).any() and not gpu.step(ctrl.to(DEVICE), 4).any()
+    c, w = cpu.state(), gpu.state()
+    torch.testing.assert_close(w.qpos.cpu(), c.qpos, rtol=0, atol=1e-3)
+    assert (c.sensordata == 0).all() and (w.sensordata == 0).all()  # standing: no base/thigh contact
+    kneel = torch.tensor([0.0, 0.0, -2.8, 0.0, 0.0, 2.8] * 2)
+    qpos[:, 2], qpos[:, 7:] = 0.325, kneel
+    cpu.reset(every, qpos, torch.zeros(n, model.nv))
+    gpu.reset(every, qpos, torch.zeros(n, model.nv))
+    assert not cpu.step(kneel.expand(n, -1), 4).any() and not gpu.step(kneel.expand(n, -1).to(DEVICE), 4).any()
+    c, w = cpu.state(), gpu.state()
+    assert (c.sensordata[:, 0] == 0).all() and (c.sensordata[:, 1:] > 1.0).all()
+    torch.testing.assert_close(w.sensordata.cpu(), c.sensordata, rtol=1e-2, atol=0.5)
+
+
 @on_gpu
-def test_ant_task_on_gpu():
+@pytest.mark.parametrize(("name", "num_obs", "num_actions"), [("Ant", 60, 8), ("Anymal", 48, 12)])
+def test_task_on_gpu(name, num_obs, num_actions):
     from isaacgymenvs.config import load_config
     from isaacgymenvs.tasks import make_task
 
-    task = make_task(load_config(["task=Ant", "sim_device=cuda:0", "rl_device=cuda:0", "num_envs=64"]))
+    task = make_task(load_config([f"task={name}", "sim_device=cuda:0", "rl_device=cuda:0", "num_envs=64"]))
     assert isinstance(task.physics, WarpBackend)
     obs = task.reset()["obs"]
-    assert obs.shape == (64, 60) and obs.device.type == "cuda"
+    assert obs.shape == (64, num_obs) and obs.device.type == "cuda"
     g = torch.Generator(device="cuda:0").manual_seed(0)
     steps = []
     for i in range(100):
-        actions = torch.rand(64, 8, generator=g, device="cuda:0") * 2 - 1
+        actions = torch.rand(64, num_actions, generator=g, device="cuda:0") * 2 - 1
         # After warm-up (graph capture), a step must never wait for the GPU: any synchronising
         # op (nonzero, .item(), a data-dependent index) raises in this mode.
         torch.cuda.set_sync_debug_mode("error" if i >= 3 else "default")

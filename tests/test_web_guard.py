@@ -41,7 +41,8 @@ def page(capsys):
     port = free_port()
     viewer = WebViewer("127.0.0.1", port)
     scene = types.SimpleNamespace(follow="all robots", high_quality=False, set_high_quality=lambda on: None)
-    core = types.SimpleNamespace(task=types.SimpleNamespace(num_envs=4), follower=types.SimpleNamespace())
+    task, follower = types.SimpleNamespace(num_envs=4), types.SimpleNamespace()
+    core = types.SimpleNamespace(task=task, follower=follower, drivable=False)
     controls = PlayerControls(viewer.server, core, scene)
     yield viewer, port, scene, controls
     viewer.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,6 +31,56 @@ class PlayerCore:
         self.notice: str | None = None  # e.g. "switched to newer run ...", shown in the HUD
         # The status file says how far the player has simulated: real time is a checkable claim.
         follower.status_extra = lambda: {"sim_seconds": round(self.steps * task.dt, 3)}
+        # Velocity commands from the keys/sliders (tasks with `set_command`: Anymal): requested from
+        # any thread (the page's sliders), applied between two steps.
+        self.driven_env = 0  # the robot the keys/sliders drive and the HUD describes (front ends set it)
+        self._command_lock = threading.Lock()
+        self._pending_commands: list[tuple[int, tuple[float, float, float] | None]] = []
+
+    # --- driving a robot by its velocity command --------------------------------------------
+
+    @property
+    def drivable(self) -> bool:
+        """Whether the task takes velocity commands from outside."""
+        return hasattr(self.task, "set_command")
+
+    def request_command(self, env: int, command: Sequence[float] | None) -> None:
+        """Hold env `env`'s command at (x m/s, y m/s, yaw rate rad/s), clipped to the task's ranges,
+        from the next step on; None gives it back to the task's random draws. Any thread."""
+        if not self.drivable or not 0 <= env < self.task.num_envs:
+            return
+        if command is not None:
+            low, high = self.task.command_low.tolist(), self.task.command_high.tolist()
+            command = tuple(min(max(float(c), lo), hi) for c, lo, hi in zip(command, low, high, strict=True))
+        with self._command_lock:
+            self._pending_commands.append((env, command))
+
+    def nudge_command(self, env: int, axis: int, delta: float) -> None:
+        """Change one component of env `env`'s command by `delta` (a key press), holding it."""
+        if not self.drivable:
+            return
+        with self._command_lock:  # on top of a request not applied yet
+            pending = [c for e, c in self._pending_commands if e == env]
+        current = list(pending[-1]) if pending and pending[-1] is not None else self.task.commands[env].tolist()
+        current[axis] += delta
+        self.request_command(env, current)
+
+    def _apply_commands(self) -> None:
+        with self._command_lock:
+            pending, self._pending_commands = self._pending_commands, []
+        for env, command in pending:
+            self.task.set_command(env, command)
+
+    def command_line(self) -> str | None:
+        """Commanded vs measured base velocity of the driven robot (None for tasks without commands)."""
+        if not self.drivable:
+            return None
+        command, measured, held = self.task.velocity_status(self.driven_env)
+        source = "held" if held else "random"
+        return (
+            f"robot {self.driven_env} command ({source}) vx {command[0]:+.2f} vy {command[1]:+.2f} "
+            f"yaw {command[2]:+.2f} | measured vx {measured[0]:+.2f} vy {measured[1]:+.2f} yaw {measured[2]:+.2f}"
+        )
 
     def apply_ready_weights(self) -> bool:
         """Swap in a checkpoint the follower finished loading; True if the policy changed."""
@@ -47,6 +99,7 @@ class PlayerCore:
         """One control step (1/60 s of simulated time) for every env."""
         self.follower.check_alive()
         self.apply_ready_weights()
+        self._apply_commands()
         actions = self.policy.act(self.obs)
         obs_dict, rewards, dones, _ = self.task.step(actions)
         self.obs = obs_dict["obs"]
@@ -82,4 +135,5 @@ class PlayerCore:
             head.append(f"state file ignored: {f.state_warning}")
         live = "  ".join(f"{r:.0f}" for r in self.returns.tolist()[:8])
         last = "  ".join("-" if math.isnan(r) else f"{r:.0f}" for r in self.last_returns[:8])
-        return [*head, f"episode returns now: {live}", f"last episode returns: {last}"]
+        command = self.command_line()
+        return [*head, f"episode returns now: {live}", f"last episode returns: {last}", *([command] if command else [])]

@@ -158,9 +158,9 @@ class MultiEnvRenderer:
                 geom = scene.geoms[j]
                 if geom.type != mujoco.mjtGeom.mjGEOM_PLANE:
                     geom.pos[:] += self.offsets[i]
-                elif i > 0:  # one floor is enough: hide the copies (and their reflection pass)
-                    geom.rgba[3], geom.reflectance = 0.0, 0.0
-                    geom.pos[2] -= 1e3
+                elif i > 0:  # one floor is enough: a geom typed NONE is not drawn at all
+                    geom.type = mujoco.mjtGeom.mjGEOM_NONE  # (a transparent infinite plane still cost
+                    # llvmpipe ~4 ms a copy: Ant's 4 envs 35 -> 22 ms a 640x360 frame on a 2-core CPU)
         return self.renderer.render()
 
     def follow_position(self, qpos: np.ndarray) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import html
 import io
+import math
 import socket
 import threading
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.player.web_guard import Guard
-from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices
+from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices, robot_index
 from isaacgymenvs.protocol import RunDir, RunMatch
 from isaacgymenvs.signals import StopOnSignal, StopRequested
 
@@ -184,6 +185,38 @@ class PlayerControls:
 
         self.reload.on_click(lambda _: core.follower.force_reload())
         self.reset.on_click(lambda _: self.reset_requested.set())  # done by the loop, between steps
+        if core.drivable:
+            CommandSliders(server, core, scene)
+
+
+class CommandSliders:
+    """Velocity command of the followed robot (robot 0 when following all or none): three sliders
+    and a button that gives it back to the task's random commands (tasks with `set_command`)."""
+
+    def __init__(self, server, core: PlayerCore, scene: WebScene) -> None:
+        gui, task = server.gui, core.task
+        low, high = task.command_low.tolist(), task.command_high.tolist()
+        labels = ("Forward m/s", "Sideways m/s", "Yaw rate rad/s")
+        with gui.add_folder("Drive the followed robot", order=900):
+            self.sliders = [
+                gui.add_slider(label, min=lo, max=hi, step=0.05, initial_value=0.0)
+                for label, lo, hi in zip(labels, low, high, strict=True)
+            ]
+            self.release = gui.add_button("Random commands again")
+
+        def robot() -> int:
+            return robot_index(scene.follow, task.num_envs) or 0
+
+        def send(_) -> None:
+            values = [slider.value for slider in self.sliders]
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                core.request_command(robot(), values)  # clipped to the task's ranges there
+            else:
+                ignored(f"command={str(values)[:60]!r}")
+
+        for slider in self.sliders:
+            slider.on_update(send)
+        self.release.on_click(lambda _: core.request_command(robot(), None))
 
 
 class StreamLoop(PlayerLoop):
@@ -198,6 +231,7 @@ class StreamLoop(PlayerLoop):
         self.scene, self.controls, self.viewer = scene, controls, viewer
 
     def before_steps(self) -> None:
+        self.core.driven_env = robot_index(self.scene.follow, self.core.task.num_envs) or 0
         if self.controls.reset_requested.is_set():
             self.controls.reset_requested.clear()
             self.core.reset_envs()

@@ -2,7 +2,9 @@
 
 Mouse: left-drag rotate, middle-drag pan, wheel zoom. Keys: W/S forward/back, A/D left/right,
 Q up, E down, F cycle the camera (all robots, each robot, free), R reload the checkpoint now,
-Backspace reset the envs, Esc quit. Simulation is paced to real time (60 Hz control); when
+Backspace reset the envs, Esc quit. Tasks with velocity commands (Anymal): Up/Down change the
+followed robot's (else robot 0's) forward velocity command, comma/period its sideways velocity,
+Left/Right its yaw rate, C gives it back to random commands. Simulation is paced to real time (60 Hz control); when
 rendering cannot keep up, several control steps run per frame (up to 4) and the HUD says so.
 """
 
@@ -27,6 +29,12 @@ MOVE_KEYS = {
     Qt.Key_W: (1, 0, 0), Qt.Key_S: (-1, 0, 0), Qt.Key_D: (0, 1, 0),
     Qt.Key_A: (0, -1, 0), Qt.Key_Q: (0, 0, 1), Qt.Key_E: (0, 0, -1),
 }  # fmt: skip
+# Velocity command keys: (command component, change per press): x, y (m/s), yaw rate (rad/s).
+COMMAND_KEYS = {
+    Qt.Key_Up: (0, 0.25), Qt.Key_Down: (0, -0.25), Qt.Key_Comma: (1, 0.25),
+    Qt.Key_Period: (1, -0.25), Qt.Key_Left: (2, 0.25), Qt.Key_Right: (2, -0.25),
+}  # fmt: skip
+COMMAND_HELP = "arrows: forward speed / yaw rate  , .: sideways  C: random commands"
 
 
 CONTROLS_HELP = (
@@ -53,11 +61,15 @@ class WindowLoop(PlayerLoop):
         self.window.hud = lines
         self.window.update()
 
+    def before_steps(self) -> None:
+        follow = self.renderer.follow
+        self.core.driven_env = follow if isinstance(follow, int) else 0
+
     def status_line(self) -> str:
         return f"{super().status_line()}  {self.renderer.describe_follow()}"
 
     def hud_lines(self) -> list[str]:
-        return [*super().hud_lines(), CONTROLS_HELP]
+        return [*super().hud_lines(), CONTROLS_HELP, *([COMMAND_HELP] if self.core.drivable else [])]
 
 
 class PlayerWindow(QWidget):
@@ -118,6 +130,10 @@ class PlayerWindow(QWidget):
             self.core.follower.force_reload()
         elif key == Qt.Key_Backspace:
             self.core.reset_envs()
+        elif key in COMMAND_KEYS:
+            self.core.nudge_command(self.core.driven_env, *COMMAND_KEYS[key])
+        elif key == Qt.Key_C:
+            self.core.request_command(self.core.driven_env, None)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.last_mouse = event.position().toPoint()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # name -> (module, class), imported on first use
 TASKS: dict[str, tuple[str, str]] = {
     "Ant": ("isaacgymenvs.tasks.locomotion", "Ant"),
+    "Anymal": ("isaacgymenvs.tasks.anymal", "Anymal"),
     "Cartpole": ("isaacgymenvs.tasks.cartpole", "Cartpole"),
     "Humanoid": ("isaacgymenvs.tasks.locomotion", "Humanoid"),
 }

@@ -29,6 +29,11 @@ import torch
 MATH_FUNCTIONS = ("_features", "_score", "_observe")
 
 
+def compiler_of(env: Any) -> BackgroundCompile | None:
+    """The pending math compile of the task behind an RL library's env wrapper (its `.task`), if any."""
+    return getattr(getattr(env, "task", None), "math_compiler", None)
+
+
 class BackgroundCompile:
     """Compiles `task`'s math in a daemon thread from `start()`; `swap_in()` installs the result."""
 
@@ -39,10 +44,24 @@ class BackgroundCompile:
         self.seconds = 0.0
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self.deferred = False
+
+    def defer(self) -> None:
+        """Start only at `release()`: the graphed agent captures its CUDA graphs first (inductor may
+        synchronize the device while it compiles, which invalidates a capture in progress)."""
+        self.deferred = True
+
+    def release(self) -> None:
+        self.deferred = False
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
 
     def start(self) -> None:
-        """Begin compiling (once; later calls do nothing)."""
-        if self._thread is None:
+        """Begin compiling (once, and not while deferred; later calls do nothing)."""
+        if self._thread is None and not self.deferred:
             self._thread = threading.Thread(target=self._run, name="compile-task-math", daemon=True)
             self._thread.start()
             atexit.register(self._finish_before_exit)

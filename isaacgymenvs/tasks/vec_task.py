@@ -50,6 +50,8 @@ class VecTask(ABC):
 
     num_obs: int
     num_actions: int
+    # What an action is (an exported policy's metadata says it).
+    action_meaning = "MuJoCo actuator control, the mean of the policy's Gaussian; force or torque = action * gear"
 
     def __init__(
         self, cfg: DictConfig, num_envs: int, sim_device: str, rl_device: str, seed: int, compile_math: bool = False

@@ -12,6 +12,7 @@ import time
 import torch
 from rl_games.common.algo_observer import AlgoObserver
 
+from isaacgymenvs.tasks.compile_math import compiler_of
 from isaacgymenvs.trainer.progress import format_progress
 
 
@@ -99,6 +100,28 @@ class ProgressObserver(AlgoObserver):
         reward = algo.game_rewards.get_mean()[0] if algo.game_rewards.current_size > 0 else math.nan
         note = resume_note(epoch_num, self.start_epoch, self.full_epoch)
         print(format_progress(epoch_num, max_epochs, rate, reward, elapsed, eta) + note, flush=True)
+
+
+class CompileAfterCapture(AlgoObserver):
+    """The task's math compiles (tasks/compile_math.py) only once the graphed agent has captured its
+    CUDA graphs, by epoch 4: inductor may synchronize the device while it compiles, which
+    invalidates a capture in progress (seen on an H200). Meanwhile training runs captured, with the
+    task's math eager; the compiled math replaces it between two steps when ready."""
+
+    def after_init(self, algo) -> None:
+        from isaacgymenvs.trainer.graphed.agent import GraphedA2CAgent  # after rlgames_env's deferred import
+
+        self.algo, self.compiler = algo, compiler_of(algo.vec_env)
+        captures = isinstance(algo, GraphedA2CAgent) and str(algo.ppo_device).startswith("cuda")
+        if self.compiler is not None and captures:
+            self.compiler.defer()
+        else:
+            self.compiler = None
+
+    def after_steps(self) -> None:  # every rank, every epoch
+        if self.compiler is not None and self.algo.capture_seconds:
+            self.compiler.release()
+            self.compiler = None
 
 
 class RewardTermsObserver(AlgoObserver):

@@ -17,6 +17,7 @@ from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import make_task
 from isaacgymenvs.trainer import graphed
 from isaacgymenvs.trainer.observers import (
+    CompileAfterCapture,
     MetricsObserver,
     MultiObserver,
     ProgressObserver,
@@ -105,6 +106,7 @@ def train(cfg: DictConfig) -> RunDir | None:
 
     checkpoints = CheckpointObserver(cfg, run, CheckpointPublisher(run))
     extra = [MetricsObserver(run), checkpoints] if rank == 0 else [checkpoints]
+    extra.append(CompileAfterCapture())  # every rank
     register_task(lambda: make_task(cfg, rank))
     runner = Runner(algo_observer=MultiObserver([*observers, *extra, SummaryWriterGuard()]))
     graphed.register(runner)

@@ -30,6 +30,7 @@ from rl_games.algos_torch.a2c_continuous import A2CAgent
 from rl_games.common import common_losses
 from rl_games.common.a2c_common import swap_and_flatten01
 
+from isaacgymenvs.tasks.compile_math import compiler_of
 from isaacgymenvs.trainer.graphed.capture import GRAPH_TENSORS, CapturedStep, tensor_attributes
 from isaacgymenvs.trainer.graphed.schedule import restore_schedule
 from isaacgymenvs.trainer.graphed.stats import (
@@ -132,8 +133,7 @@ class GraphedA2CAgent(A2CAgent):
         total = self.mini_epochs_num * self.num_minibatches
         self._mb_stats = torch.zeros(5, total, device=dev)  # a_loss, c_loss, entropy, b_loss, kl
         if self.multi_gpu:
-            numel = sum(p.numel() for p in self.model.parameters())
-            self._reduce_buf = torch.zeros(numel + 1, device=dev)
+            self._reduce_buf = torch.zeros(sum(p.numel() for p in self.model.parameters()) + 1, device=dev)
 
     def _make_minibatch_steps(self) -> list[CapturedStep]:
         """One graph per minibatch step; with multi_gpu two, around the all-reduce."""
@@ -141,7 +141,7 @@ class GraphedA2CAgent(A2CAgent):
         return [CapturedStep(fn, self.device_, hold=self._task_compiling) for fn in steps]
 
     def _task_compiling(self) -> bool:  # its math compiling in a thread (tasks/compile_math.py): no capture yet
-        return getattr(getattr(self.vec_env, "task", None), "math_compiler", None) is not None
+        return (compiler := compiler_of(self.vec_env)) is not None and compiler.running
 
     # --- rollout ----------------------------------------------------------------------------
 
