@@ -119,3 +119,62 @@ def test_a_missing_rsl_rl_is_one_sentence_and_exit_2(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err.strip()
     assert err == "Error: library=rsl_rl needs rsl-rl-lib, which is not installed; pip install -e '.[rsl_rl]'."
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_the_catalogue_lists_rsl_rl_files_with_their_epochs_and_marks_the_other_library(runs):
+    import shutil
+
+    from isaacgymenvs.panel.catalog import CheckpointCatalog, run_info
+
+    run, _ = runs["rsl_rl"]
+    foreign = run.nn / "last_Cartpole_ep_2_rew_10.0.pth"  # an rl_games periodic file, in the rsl_rl run
+    shutil.copy(runs["rl_games"][0].latest_checkpoint, foreign)
+    (run.nn / ".model_9.pt.tmp-1-1").write_bytes(b"")  # a writer's temp file is never listed
+    try:
+        entries = {e.name: e for e in CheckpointCatalog(run, run_info(run)).scan()}
+    finally:
+        foreign.unlink()
+        (run.nn / ".model_9.pt.tmp-1-1").unlink()
+    last = f"model_{ITERATIONS - 1}.pt"
+    assert set(entries) == {"latest.pth", "model_0.pt", last, foreign.name}
+    epochs = [entries[n].epoch for n in ("model_0.pt", last, "latest.pth")]
+    assert epochs == [1, ITERATIONS, ITERATIONS]  # model_<it>.pt holds <it> + 1 finished iterations
+    assert all(entries[n].problem is None for n in ("latest.pth", "model_0.pt", last))
+    assert entries["model_0.pt"].relative == "nn/model_0.pt"
+    refused = f"{foreign.name} is an rl_games checkpoint and this run's policy is an rsl_rl one"
+    assert entries[foreign.name].problem == refused
+
+
+@pytest.mark.slow
+def test_manual_loads_an_rsl_rl_model_file_and_auto_follows_latest_again(runs):
+    run, _ = runs["rsl_rl"]
+    core, _, _ = player_core(run)
+    load_now(core)
+    try:
+        assert (core.follower.loaded.path.name, core.follower.loaded.epoch) == ("latest.pth", ITERATIONS)
+
+        protocol.write_state(run, "manual", "nn/model_0.pt")  # what a panel's Load Selected writes
+        core.follower._read_state()
+        core.apply_ready_weights()
+        saved = protocol.read_checkpoint_dict(run.nn / "model_0.pt")["actor_state_dict"]
+        weights = core.policy.model.state_dict()
+        assert all(torch.equal(weights[k], saved[k]) for k in saved)
+        core.follower._write_status()
+        status = protocol.read_status(run)
+        assert (status["mode"], status["checkpoint"], status["epoch"], status["phase"]) == (
+            "manual", "model_0.pt", 1, "loaded"
+        )  # fmt: skip
+
+        protocol.write_state(run, "auto")
+        core.follower._read_state()
+        core.apply_ready_weights()
+        latest = protocol.read_checkpoint_dict(run.latest_checkpoint)["actor_state_dict"]
+        weights = core.policy.model.state_dict()
+        assert all(torch.equal(weights[k], latest[k]) for k in latest)
+        core.follower._write_status()
+        status = protocol.read_status(run)
+        assert (status["mode"], status["checkpoint"], status["epoch"]) == ("auto", "latest.pth", ITERATIONS)
+    finally:
+        protocol.state_file(run).unlink(missing_ok=True)
+        protocol.status_file(run).unlink(missing_ok=True)

@@ -57,7 +57,7 @@ class _Events(FileSystemEventHandler):
             return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             name = os.path.basename(os.fsdecode(path)) if path else ""
-            if name == protocol.STATE_FILE or (name.endswith(".pth") and not name.startswith(".")):
+            if name == protocol.STATE_FILE or protocol.is_checkpoint_name(name):
                 self.dirty.set()
                 self.wake.set()
 

@@ -13,7 +13,14 @@ from typing import Any
 
 from isaacgymenvs.protocol.files import UnreadableFile, first_line, open_regular_file
 from isaacgymenvs.protocol.publishing import read_manifest
-from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, LATEST_MANIFEST, RunDir, checkpoint_in_run
+from isaacgymenvs.protocol.rundir import (
+    CHECKPOINT_FILES,
+    LATEST_CHECKPOINT,
+    LATEST_MANIFEST,
+    RunDir,
+    checkpoint_in_run,
+    rsl_rl_name_epoch,
+)
 
 CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
 # Read into memory only below this (weights + optimizer state of the largest task nets are ~10 MB).
@@ -45,11 +52,13 @@ RL_GAMES_NO_REWARD = -1e9
 
 
 def checkpoint_epoch_hint(path: Path) -> int | None:
-    """A checkpoint's epoch without loading it: from rl_games' file name or, for latest.pth, latest.json."""
+    """A checkpoint's epoch without loading it: from rl_games' or rsl_rl's file name or, for latest.pth,
+    latest.json."""
     if path.name == LATEST_CHECKPOINT:
         epoch = (read_manifest(path.with_name(LATEST_MANIFEST)) or {}).get("epoch")
         return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
-    return rl_games_name_fields(path.name)[0]
+    named = rl_games_name_fields(path.name)[0]
+    return named if named is not None else rsl_rl_name_epoch(path.name)
 
 
 def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
@@ -397,13 +406,13 @@ def load_checkpoint_in_run(
     shapes: Shapes | None = None,
     library: str = "rl_games",
 ) -> CheckpointInfo:
-    """`load_checkpoint` of a .pth inside the run directory, reached without following any link."""
+    """`load_checkpoint` of a checkpoint file inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
     except ValueError:
         relative = str(path)
     inside = checkpoint_in_run(run, relative)
     if inside is None:
-        raise CheckpointRejected(f"{path.name} is not a .pth file inside the run directory; it is not read")
+        raise CheckpointRejected(f"{path.name} is not {CHECKPOINT_FILES} inside the run directory; it is not read")
     info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes, library=library)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)
