@@ -178,3 +178,55 @@ def test_manual_loads_an_rsl_rl_model_file_and_auto_follows_latest_again(runs):
     finally:
         protocol.state_file(run).unlink(missing_ok=True)
         protocol.status_file(run).unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
+def test_export_of_an_rsl_rl_run_acts_as_rsl_rl_inference_does(runs):
+    np = pytest.importorskip("numpy")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from omegaconf import OmegaConf
+    from rsl_rl.runners import OnPolicyRunner
+    from tensordict import TensorDict
+
+    from isaacgymenvs.errors import UserError
+    from isaacgymenvs.export import export_checkpoint
+    from isaacgymenvs.trainer.rsl_rl_env import RslRlVecEnv
+
+    run, _ = runs["rsl_rl"]
+    core, _, cfg = player_core(run)
+    for checkpoint in (run.latest_checkpoint, run.nn / "model_0.pt"):
+        files = export_checkpoint(run, checkpoint)
+        assert [p.name for p in files] == [
+            f"{checkpoint.stem}.onnx",
+            f"{checkpoint.stem}.pt",
+            f"{checkpoint.stem}.json",
+        ]
+        meta = json.loads(files.description.read_text())
+        assert (meta["library"], meta["task"], meta["outputs"]) == ("rsl_rl", "Cartpole", {"actions": ["batch", 1]})
+        assert "EmpiricalNormalization" in meta["observations"]["normalizer"]
+        obs_clip, action_clip = meta["observations"]["clip"][1], meta["actions"]["clip"][1]
+
+        runner = OnPolicyRunner(RslRlVecEnv(core.task, {}), OmegaConf.to_container(cfg.train.runner), None, "cpu")
+        runner.load(str(checkpoint))
+        inference = runner.get_inference_policy("cpu")
+        obs = torch.randn(256, core.task.num_obs, generator=torch.Generator().manual_seed(1)) * 4
+        with torch.inference_mode():  # the player's pipeline: the task's observation clip, the mean, the action clip
+            clipped = torch.clamp(obs, -obs_clip, obs_clip)
+            expected = torch.clamp(
+                inference(TensorDict({"policy": clipped}, batch_size=[256])), -action_clip, action_clip
+            )
+        assert expected.abs().max() > 0
+        session = onnxruntime.InferenceSession(str(files.onnx), providers=["CPUExecutionProvider"])
+        from_onnx = session.run(["actions"], {"obs": obs.numpy().astype(np.float32)})[0]
+        assert np.abs(from_onnx - expected.numpy()).max() <= 1e-5
+        with torch.no_grad():
+            from_script = torch.jit.load(str(files.torchscript))(obs)
+        assert float((from_script - expected).abs().max()) <= 1e-5
+
+    from isaacgymenvs.panel.catalog import export_selected
+
+    ok, message = export_selected(run, f"nn/model_{ITERATIONS - 1}.pt")  # the panels' Export button
+    assert ok and (run.root / "exported" / f"model_{ITERATIONS - 1}.onnx").is_file(), message
+    with pytest.raises(UserError, match=r"^export_values=True is offered for rl_games runs only; run .* rsl_rl\.$"):
+        export_checkpoint(run, run.latest_checkpoint, with_values=True)
