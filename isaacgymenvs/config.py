@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.libraries import check_library, require
 from isaacgymenvs.tasks import check_task_name
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
@@ -211,7 +212,10 @@ def check_checkpoint_file(cfg: DictConfig) -> None:
     if not path.is_file():
         raise UserError(f"Checkpoint '{cfg.checkpoint}' does not exist; pass checkpoint=<path to a .pth file>.")
     try:
-        protocol.model_weights(protocol.read_checkpoint_dict(path), path.name)
+        ckpt = protocol.read_checkpoint_dict(path)
+        # training resumes with library=; a player or export follows the file's own library
+        library = cfg.library if cfg.mode == "train" else protocol.checkpoint_library(ckpt)
+        protocol.model_weights(ckpt, path.name, library)
     except protocol.CheckpointRejected as err:
         if cfg.mode == "train" and cfg.trust_checkpoint:
             return  # the user vouches for it; rl_games unpickles it fully
@@ -254,7 +258,12 @@ def resolve(cfg: DictConfig) -> DictConfig:
     elif not isinstance(cfg.compile_task, bool):
         raise UserError(f"compile_task={cfg.compile_task} must be auto, True or False.")
     cfg.task.env.numEnvs = cfg.num_envs
-    if "train" in cfg:
+    check_library(cfg)
+    if cfg.library != "rl_games" and cfg.mode == "train":
+        require(cfg.library)  # before any directory is written
+        if cfg.multi_gpu:
+            raise UserError(f"multi_gpu=True trains with rl_games only; drop library={cfg.library} or multi_gpu.")
+    if "train" in cfg and cfg.library == "rl_games":
         cfg.train.params.config.torch_compile = resolve_torch_compile(cfg.train.params.config.get("torch_compile"), cfg)
         resolve_algo(cfg.train.params)
     if cfg.checkpoint:

@@ -10,7 +10,8 @@ exactly as the player does; neither file needs this project or rl_games to run:
     actions = torch.jit.load("exported/latest.pt")(torch.from_numpy(obs))
 
 The checkpoint is read through the player's path (protocol.load_checkpoint with weights_only, the
-player's Policy), and all three files appear together or not at all.
+player's policy of the run's library: rl_games' network or rsl_rl's actor), and all three files
+appear together or not at all. The JSON names the library that trained the policy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.policy import Policy
+from isaacgymenvs.libraries import run_library
+from isaacgymenvs.policy import Policy, RslRlPolicy, make_policy
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
 from isaacgymenvs.tasks import make_task
 from isaacgymenvs.tasks.vec_task import VecTask
@@ -99,6 +101,68 @@ class DeployedPolicy(torch.nn.Module):
             value = torch.sqrt(self.value_var + self.value_epsilon) * value + self.value_mean
         return actions, value
 
+    def normalizer_text(self) -> str:
+        if not self.normalize_input:
+            return "none (the run trained without normalize_input)"
+        return (
+            "running mean/std of the checkpoint, inside the graph: clip(obs), (obs - mean) / sqrt(var + "
+            f"{self.obs_epsilon:g}), clipped to [-{NORMALIZED_CLIP:g}, {NORMALIZED_CLIP:g}]"
+        )
+
+
+class DeployedRslRlPolicy(torch.nn.Module):
+    """rsl_rl's actor as the player runs it: raw observations [B, num_obs] -> actions [B, num_actions].
+
+    The task's observation clip, then rsl_rl's own exportable pieces of the actor (what its
+    `as_onnx`/`as_jit` copy: the EmpiricalNormalization, (obs - mean) / (std + eps) without a clip,
+    the MLP and the distribution's deterministic output, i.e. the mean action), then the action
+    clip the player and task apply. Values are not offered: rsl_rl's critic is a separate network.
+    """
+
+    with_values = False
+
+    def __init__(self, policy: RslRlPolicy, obs_clip: float, action_clip: float) -> None:
+        import copy
+
+        super().__init__()
+        model = policy.model
+        if getattr(model, "is_recurrent", False):
+            raise UserError("Export supports feed-forward policies only; this network has an RNN.")
+        self.obs_clip, self.action_clip = float(obs_clip), float(action_clip)
+        self.normalize_input = bool(model.obs_normalization)
+        self.normalizer = copy.deepcopy(model.obs_normalizer)
+        self.mlp = copy.deepcopy(model.mlp)
+        dist = model.distribution
+        self.deterministic = dist.as_deterministic_output_module() if dist is not None else torch.nn.Identity()
+        self.eval().requires_grad_(False)
+
+    @property
+    def obs_mean(self) -> torch.Tensor:
+        return self.normalizer._mean.squeeze(0).float() if self.normalize_input else torch.zeros(1)
+
+    @property
+    def obs_var(self) -> torch.Tensor:
+        return self.normalizer._var.squeeze(0).float() if self.normalize_input else torch.ones(1)
+
+    @property
+    def obs_epsilon(self) -> float:
+        return float(self.normalizer.eps) if self.normalize_input else 0.0
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self.normalizer(torch.clamp(obs, -self.obs_clip, self.obs_clip))
+        return torch.clamp(self.deterministic(self.mlp(x)), -self.action_clip, self.action_clip)
+
+    def normalizer_text(self) -> str:
+        if not self.normalize_input:
+            return "none (the run trained without obs_normalization)"
+        return (
+            "rsl_rl's EmpiricalNormalization of the checkpoint, inside the graph: clip(obs), "
+            f"(obs - mean) / (std + {self.obs_epsilon:g})"
+        )
+
+
+Deployed = DeployedPolicy | DeployedRslRlPolicy
+
 
 # --- which checkpoint -------------------------------------------------------------------------
 
@@ -131,7 +195,8 @@ def resolve_source(train_dir: str, experiment: str, checkpoint: str) -> tuple[Ru
 def run_config(run: RunDir) -> DictConfig:
     try:
         saved = protocol.read_params(run)  # bounded, and never through a link below the run
-        saved.task.name, saved.train.params  # noqa: B018 - both sections must be there
+        network = "runner" if run_library(saved) == "rsl_rl" else "params"  # the library's network section
+        saved.task.name, saved.train[network]  # both sections must be there
     except Exception as err:  # missing, unreadable, not YAML, not ours: one message
         raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
     return saved
@@ -160,8 +225,8 @@ def read_source(path: Path, run: RunDir) -> bytes:
         return f.read()
 
 
-def load_source(path: Path, task: VecTask, run: RunDir) -> tuple[CheckpointInfo, int, str]:
-    """(checkpoint, size, sha256) of the same bytes."""
+def load_source(path: Path, task: VecTask, run: RunDir, library: str) -> tuple[CheckpointInfo, int, str]:
+    """(checkpoint, size, sha256) of the same bytes; a checkpoint of another library is refused."""
     data = read_source(path, run)
     try:
         ckpt = protocol.torch_load_weights(io.BytesIO(data))
@@ -169,7 +234,7 @@ def load_source(path: Path, task: VecTask, run: RunDir) -> tuple[CheckpointInfo,
         why = f"{path.name} is torn or not a checkpoint ({protocol.first_line(err)})"
         raise UserError(f"Cannot export {path}: {why}.") from None
     try:
-        info = protocol.validate_checkpoint(ckpt, path, task.cfg.name, task.num_obs, task.num_actions)
+        info = protocol.validate_checkpoint(ckpt, path, task.cfg.name, task.num_obs, task.num_actions, library=library)
     except CheckpointRejected as err:
         raise UserError(f"Cannot export {path}: {err}.") from None
     return info, len(data), hashlib.sha256(data).hexdigest()
@@ -178,7 +243,7 @@ def load_source(path: Path, task: VecTask, run: RunDir) -> tuple[CheckpointInfo,
 # --- building and writing the files ----------------------------------------------------------
 
 
-def to_onnx(module: DeployedPolicy, sample: torch.Tensor) -> tuple[bytes, int]:
+def to_onnx(module: Deployed, sample: torch.Tensor) -> tuple[bytes, int]:
     """(serialised ONNX model, opset) with a dynamic batch dimension.
 
     Both of torch's exporters give the same outputs for these MLPs (checked with torch 2.13 at batch
@@ -216,7 +281,7 @@ def to_onnx(module: DeployedPolicy, sample: torch.Tensor) -> tuple[bytes, int]:
     return proto.SerializeToString(), int(opset)
 
 
-def to_torchscript(module: DeployedPolicy, sample: torch.Tensor) -> bytes:
+def to_torchscript(module: Deployed, sample: torch.Tensor) -> bytes:
     """Traced (the graph has no data-dependent control flow), checked on two other batch sizes.
 
     torch 2.13 marks torch.jit deprecated in favour of torch.export, but TorchScript is what
@@ -230,7 +295,7 @@ def to_torchscript(module: DeployedPolicy, sample: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def check_outputs(module: DeployedPolicy, onnx_bytes: bytes, script_bytes: bytes, obs: torch.Tensor) -> None:
+def check_outputs(module: Deployed, onnx_bytes: bytes, script_bytes: bytes, obs: torch.Tensor) -> None:
     """Both serialised graphs reproduce the eager module on `obs` (a bug guard, before writing)."""
     import numpy as np
     import onnxruntime
@@ -249,7 +314,7 @@ def check_outputs(module: DeployedPolicy, onnx_bytes: bytes, script_bytes: bytes
             raise RuntimeError(f"exported policy differs from the eager one by {error:g}")
 
 
-def check_inputs(module: DeployedPolicy, num_obs: int) -> torch.Tensor:
+def check_inputs(module: Deployed, num_obs: int) -> torch.Tensor:
     """Observations around the normaliser's mean, some beyond both clips, for `check_outputs`."""
     generator = torch.Generator().manual_seed(0)
     spread = torch.sqrt(module.obs_var) if module.normalize_input else torch.ones(num_obs)
@@ -263,9 +328,10 @@ def describe(
     info: CheckpointInfo,
     size: int,
     sha256: str,
-    module: DeployedPolicy,
+    module: Deployed,
     files: dict[str, tuple[str, bytes]],
     opset: int,
+    library: str = "rl_games",
 ) -> dict[str, Any]:
     """The JSON beside the exported files: enough to feed the graph and use its outputs."""
     outputs = {"actions": ["batch", task.num_actions]}
@@ -273,6 +339,7 @@ def describe(
         outputs["values"] = ["batch", 1]
     return {
         "format_version": FORMAT_VERSION,
+        "library": library,
         "task": task.cfg.name,
         "run": run.name,
         "source_checkpoint": {
@@ -289,12 +356,7 @@ def describe(
             "size": task.num_obs,
             "names": task.observation_names(),
             "clip": [-module.obs_clip, module.obs_clip],
-            "normalizer": (
-                "running mean/std of the checkpoint, inside the graph: clip(obs), (obs - mean) / sqrt(var + "
-                f"{module.obs_epsilon:g}), clipped to [-{NORMALIZED_CLIP:g}, {NORMALIZED_CLIP:g}]"
-                if module.normalize_input
-                else "none (the run trained without normalize_input)"
-            ),
+            "normalizer": module.normalizer_text(),
         },
         "actions": {
             "size": task.num_actions,
@@ -354,18 +416,27 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     """Export `checkpoint` (a .pth of `run`) into `<run>/exported/`; UserError on bad input."""
     require_exporter()
     saved = run_config(run)
+    library = run_library(saved)
+    if library != "rl_games" and with_values:
+        raise UserError(
+            f"export_values=True is offered for rl_games runs only; run {run.name} was trained with {library}."
+        )
     task = make_task(saved, num_envs=1, sim_device="cpu", rl_device="cpu", seed=0, compile_task=False)
-    info, size, sha256 = load_source(checkpoint, task, run)
+    info, size, sha256 = load_source(checkpoint, task, run, library)
     train_params = OmegaConf.to_container(saved.train, resolve=True)
     with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer they make
-        policy = Policy(train_params, task.num_obs, task.num_actions, "cpu", stochastic=False)
+        policy = make_policy(library, train_params, task.num_obs, task.num_actions, "cpu", stochastic=False)
     try:
         policy.load(info.model)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0][:160]
         raise UserError(f"Cannot export {checkpoint}: its weights do not fit the run's network ({first}).") from None
     # The player clamps to [-1, 1] and the task then to +-clipActions: together, the narrower.
-    module = DeployedPolicy(policy, task.clip_obs, min(1.0, task.clip_actions), with_values)
+    action_clip = min(1.0, task.clip_actions)
+    if isinstance(policy, RslRlPolicy):
+        module: Deployed = DeployedRslRlPolicy(policy, task.clip_obs, action_clip)
+    else:
+        module = DeployedPolicy(policy, task.clip_obs, action_clip, with_values)
 
     sample = torch.zeros(2, task.num_obs)
     onnx_bytes, opset = to_onnx(module, sample)
@@ -376,7 +447,7 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     stem = checkpoint.stem
     files = ExportedFiles(out / f"{stem}.onnx", out / f"{stem}.pt", out / f"{stem}.json")
     blobs = {"onnx": (files.onnx.name, onnx_bytes), "torchscript": (files.torchscript.name, script_bytes)}
-    description = describe(task, run, info, size, sha256, module, blobs, opset)
+    description = describe(task, run, info, size, sha256, module, blobs, opset, library)
     try:
         write_together(
             run.root,

@@ -1,15 +1,29 @@
-"""The trained rl_games actor-critic, rebuilt from the run's train config, for inference only."""
+"""The trained policy of a run, rebuilt from its train config for inference only: rl_games' actor-critic
+(`Policy`) or rsl_rl's actor (`RslRlPolicy`, observation normaliser inside); `make_policy` picks one."""
 
 from __future__ import annotations
 
 import torch
 from rl_games.algos_torch import model_builder
 
+from isaacgymenvs.libraries import require
 from isaacgymenvs.protocol.checkpoints import network_mismatch
 
 
+def make_policy(
+    library: str, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool
+) -> Policy | RslRlPolicy:
+    """The policy network of a run trained with `library` (a missing extra: one sentence, exit 2)."""
+    if library == "rsl_rl":
+        require(library)
+        return RslRlPolicy(train_params, num_obs, num_actions, device, stochastic)
+    return Policy(train_params, num_obs, num_actions, device, stochastic)
+
+
 class Policy:
-    """Deterministic (the mean action) unless `stochastic`; weights swapped in place."""
+    """rl_games' network. Deterministic (the mean action) unless `stochastic`; weights swapped in place."""
+
+    library = "rl_games"
 
     def __init__(self, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool) -> None:
         params = train_params["params"]
@@ -62,11 +76,13 @@ class Policy:
             out = self._forward(obs)
         except RuntimeError as err:  # e.g. "normal expects all elements of std >= 0.0"
             raise RuntimeError(f"its actions on the current observations are not finite ({err})") from None
-        if not all(bool(torch.isfinite(out[key]).all()) for key in ("mus", "sigmas", "actions") if key in out):
+        if not all(bool(torch.isfinite(value).all()) for value in out.values()):
             raise RuntimeError("its actions on the current observations are not finite")
 
-    def _forward(self, obs: torch.Tensor) -> dict:
-        return self.model({"is_train": False, "prev_actions": None, "obs": obs.to(self.device), "rnn_states": None})
+    def _forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """'mus' (the mean action) and 'actions' (sampled); rl_games samples on every forward pass."""
+        out = self.model({"is_train": False, "prev_actions": None, "obs": obs.to(self.device), "rnn_states": None})
+        return {key: out[key] for key in ("mus", "sigmas", "actions") if key in out}
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -81,3 +97,36 @@ class Policy:
             return zeros
         actions = out["actions"] if self.stochastic else out["mus"]
         return torch.clamp(torch.nan_to_num(actions, nan=0.0), -1.0, 1.0)
+
+
+class RslRlPolicy(Policy):
+    """rsl_rl's actor (MLPModel, its observation normaliser inside), built from the run's `runner`
+    config exactly as rsl_rl's PPO builds it; acts with the mean unless `stochastic`."""
+
+    library = "rsl_rl"
+
+    def __init__(self, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool) -> None:
+        import copy
+
+        from rsl_rl.utils import resolve_class
+        from tensordict import TensorDict
+
+        runner = copy.deepcopy(train_params["runner"])
+        actor_class, actor_cfg = resolve_class(runner["actor"])
+        obs = TensorDict({"policy": torch.zeros(1, num_obs)}, batch_size=[1])
+        self.model = actor_class(obs, runner["obs_groups"], "actor", num_actions, **actor_cfg)
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.stochastic = stochastic
+        self.num_actions = num_actions
+        self.loaded = False
+
+    def _forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        from tensordict import TensorDict
+
+        groups = TensorDict({"policy": obs.to(self.device)}, batch_size=[obs.shape[0]])
+        mean = self.model(groups)
+        out = {"mus": mean}
+        if self.stochastic:
+            out["actions"] = self.model(groups, stochastic_output=True)
+        return out

@@ -1,4 +1,5 @@
-"""What the panel lists: every .pth of a run, newest first, validated once per file version.
+"""What the panel lists: every checkpoint of a run (*.pth, and rsl_rl's own model_<it>.pt), newest
+first, validated once per file version.
 
 Validation loads each file with torch.load(weights_only=True) and checks task and shapes, so torn
 or foreign files are marked and cannot be chosen. Results are cached by file identity (inode,
@@ -21,6 +22,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from isaacgymenvs import protocol
+from isaacgymenvs.libraries import run_library
 from isaacgymenvs.protocol import CheckpointRejected, RunDir
 from isaacgymenvs.tasks import task_class
 
@@ -62,19 +64,22 @@ class RunInfo:
     num_obs: int
     num_actions: int
     shapes: dict[str, tuple[int, ...]] | None = None  # the run's network; None: observations/actions only
+    library: str = "rl_games"  # the run's PPO library: another library's checkpoint is listed as unusable
 
 
-def network_shapes(train: dict, num_obs: int, num_actions: int) -> dict[str, tuple[int, ...]] | None:
+def network_shapes(
+    train: dict, num_obs: int, num_actions: int, library: str = "rl_games"
+) -> dict[str, tuple[int, ...]] | None:
     """The state-dict shapes of the network the run's config builds (None if it cannot be built).
 
     The catalogue then marks as unloadable what the player would refuse at swap time (a wider hidden
     layer, a value head of another size, a missing sigma), instead of listing it as loadable.
     """
-    from isaacgymenvs.policy import Policy
+    from isaacgymenvs.policy import make_policy
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # rl_games' builders print every layer
-            return Policy(train, num_obs, num_actions, "cpu", stochastic=False).shapes()
+            return make_policy(library, train, num_obs, num_actions, "cpu", stochastic=False).shapes()
     except Exception:  # an odd or foreign train section: fall back to the observation/action check
         return None
 
@@ -85,8 +90,9 @@ def run_info(run: RunDir) -> RunInfo:
     task = str(params.task.name)
     cls = task_class(task)
     train = OmegaConf.to_container(params.train, resolve=True) if "train" in params else None
-    shapes = network_shapes(train, cls.num_obs, cls.num_actions) if isinstance(train, dict) else None
-    return RunInfo(task, cls.num_obs, cls.num_actions, shapes)
+    library = run_library(params)
+    shapes = network_shapes(train, cls.num_obs, cls.num_actions, library) if isinstance(train, dict) else None
+    return RunInfo(task, cls.num_obs, cls.num_actions, shapes, library)
 
 
 def without_twins(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
@@ -120,7 +126,8 @@ class CheckpointCatalog:
         self.unchecked = 0  # files listed by the last scan but not checked yet
 
     def scan(self, budget: float = SCAN_BUDGET_SECONDS) -> list[CheckpointEntry]:
-        """All *.pth in nn/, newest first (by modification time, never by name).
+        """All checkpoints in nn/ (*.pth, rsl_rl's model_<it>.pt), newest first (by modification time,
+        never by name).
 
         Listing is cheap; checking a file means loading it. Files are checked newest first for at
         most `budget` seconds a scan; the others are listed at once as UNCHECKED (their epoch and
@@ -135,7 +142,7 @@ class CheckpointCatalog:
         except OSError as err:
             raise FileNotFoundError(f"cannot list {self.run.nn} ({err})") from None
         listed = sorted(
-            ((name, st) for name, st in listed if name.endswith(".pth") and not name.startswith(".")),
+            ((name, st) for name, st in listed if protocol.is_checkpoint_name(name)),
             key=lambda item: item[1].st_mtime,
             reverse=True,
         )
@@ -167,8 +174,9 @@ class CheckpointCatalog:
         epoch = reward = problem = None
         try:
             loaded = protocol.load_checkpoint_in_run(
-                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions, shapes=self.info.shapes
-            )
+                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions,
+                shapes=self.info.shapes, library=self.info.library,
+            )  # fmt: skip
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)
@@ -179,6 +187,8 @@ class CheckpointCatalog:
     @staticmethod
     def _entry(path: Path, st: os.stat_result, epoch: int | None, reward: float | None, problem: str | None):
         named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
+        if named_epoch is None:  # rsl_rl's model_<it>.pt: iteration <it> finished, epoch it + 1
+            named_epoch = protocol.rsl_rl_name_epoch(path.name)
         epoch = named_epoch if named_epoch is not None else epoch
         reward = named_reward if named_reward is not None else reward
         return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)

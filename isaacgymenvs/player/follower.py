@@ -57,7 +57,7 @@ class _Events(FileSystemEventHandler):
             return
         for path in (event.src_path, getattr(event, "dest_path", "")):
             name = os.path.basename(os.fsdecode(path)) if path else ""
-            if name == protocol.STATE_FILE or (name.endswith(".pth") and not name.startswith(".")):
+            if name == protocol.STATE_FILE or protocol.is_checkpoint_name(name):
                 self.dirty.set()
                 self.wake.set()
 
@@ -76,9 +76,11 @@ class CheckpointFollower:
         use_events: bool = True,
         log=print,
         shapes: dict[str, tuple[int, ...]] | None = None,
+        library: str = "rl_games",
     ) -> None:
         self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
         self.shapes = shapes  # the policy network's entries: a file that does not fit is refused on load
+        self.library = library  # the run's PPO library: another library's checkpoint is refused on load
         self.reload_interval = reload_interval
         self.log = log
         self.state = CheckpointState()
@@ -309,9 +311,11 @@ class CheckpointFollower:
         """Files of the run must resolve inside it (a latest.pth link out is refused like any
         other); an initial checkpoint the user named on the command line may live anywhere."""
         if target.seq == 0 and target.path == self.initial_checkpoint:
-            return protocol.load_checkpoint(target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes)
+            return protocol.load_checkpoint(
+                target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes, library=self.library
+            )
         return protocol.load_checkpoint_in_run(
-            self.run, target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes
+            self.run, target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes, library=self.library
         )
 
     def _refuse(self, key: tuple | None, reason: str) -> None:

@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from isaacgymenvs import display, protocol
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.gl import require_headless_gl
+from isaacgymenvs.libraries import run_library
 from isaacgymenvs.player.core import PlayerCore
 from isaacgymenvs.player.devices import choose_render_device, describe_devices, renders, yield_to_trainer
 from isaacgymenvs.player.runs import RunFinder
@@ -40,6 +41,7 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
         )
     OmegaConf.set_struct(cfg, False)
     cfg.task, cfg.train = saved.task, saved.train
+    cfg.library = run_library(saved)  # the player builds the policy of the library that trained the run
     cfg.task.env.numEnvs = cfg.num_envs
     OmegaConf.set_struct(cfg, True)
     return cfg
@@ -48,12 +50,12 @@ def with_run_config(cfg: DictConfig, run: RunDir, task_given: bool) -> DictConfi
 def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print) -> PlayerCore:
     """Task, policy and checkpoint follower of a player for `run` (cfg already has the run's config)."""
     from isaacgymenvs.player.follower import CheckpointFollower
-    from isaacgymenvs.policy import Policy
+    from isaacgymenvs.policy import make_policy
     from isaacgymenvs.tasks import make_task
 
     task = make_task(cfg)
     train_params = OmegaConf.to_container(cfg.train, resolve=True)
-    policy = Policy(train_params, task.num_obs, task.num_actions, cfg.rl_device, bool(cfg.stochastic))
+    policy = make_policy(cfg.library, train_params, task.num_obs, task.num_actions, cfg.rl_device, bool(cfg.stochastic))
     follower = CheckpointFollower(
         run,
         cfg.task.name,
@@ -64,6 +66,7 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
         use_events=use_events,
         log=log,
         shapes=policy.shapes(),
+        library=policy.library,
     )
     return PlayerCore(task, policy, follower)
 
@@ -193,7 +196,7 @@ def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
     """checkpoint= named on the command line must fit the run's task, or playing it would show (or
     evaluate) an untrained policy and still succeed."""
     try:
-        protocol.load_checkpoint(path, task, core.task.num_obs, core.task.num_actions)
+        protocol.load_checkpoint(path, task, core.task.num_obs, core.task.num_actions, library=core.policy.library)
     except protocol.CheckpointRejected as err:
         raise UserError(f"checkpoint={path} cannot be played on this run: {err}.") from None
 

@@ -122,7 +122,9 @@ class WebViewer:
         model, spacing = core.task.model, float(cfg.task.env.envSpacing)
         scene = WebScene(self.server, model, core.task.num_envs, spacing, cfg.render_quality == "high")
         controls = PlayerControls(self.server, core, scene)
-        info = RunInfo(cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes())
+        info = RunInfo(
+            cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes(), core.policy.library
+        )
         panel = WebPanel(self.server, run, info)
         try:
             StreamLoop(core, scene, controls, self, switch).run()

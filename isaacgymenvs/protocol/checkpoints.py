@@ -13,7 +13,14 @@ from typing import Any
 
 from isaacgymenvs.protocol.files import UnreadableFile, first_line, open_regular_file
 from isaacgymenvs.protocol.publishing import read_manifest
-from isaacgymenvs.protocol.rundir import LATEST_CHECKPOINT, LATEST_MANIFEST, RunDir, checkpoint_in_run
+from isaacgymenvs.protocol.rundir import (
+    CHECKPOINT_FILES,
+    LATEST_CHECKPOINT,
+    LATEST_MANIFEST,
+    RunDir,
+    checkpoint_in_run,
+    rsl_rl_name_epoch,
+)
 
 CHECKPOINT_MAX_BYTES = 2 * 1024**3  # task MLPs are a few MB; refuse before torch maps a monster
 # Read into memory only below this (weights + optimizer state of the largest task nets are ~10 MB).
@@ -45,11 +52,13 @@ RL_GAMES_NO_REWARD = -1e9
 
 
 def checkpoint_epoch_hint(path: Path) -> int | None:
-    """A checkpoint's epoch without loading it: from rl_games' file name or, for latest.pth, latest.json."""
+    """A checkpoint's epoch without loading it: from rl_games' or rsl_rl's file name or, for latest.pth,
+    latest.json."""
     if path.name == LATEST_CHECKPOINT:
         epoch = (read_manifest(path.with_name(LATEST_MANIFEST)) or {}).get("epoch")
         return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
-    return rl_games_name_fields(path.name)[0]
+    named = rl_games_name_fields(path.name)[0]
+    return named if named is not None else rsl_rl_name_epoch(path.name)
 
 
 def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
@@ -205,13 +214,32 @@ def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]
     return ckpt
 
 
-def model_weights(ckpt: dict[str, Any], name: str) -> dict[str, Any]:
-    """The checkpoint's model state dict: string keys (uncompiled names) to tensors."""
+# Where each library's checkpoint keeps the policy's weights (observation normaliser included).
+POLICY_WEIGHTS = {"rl_games": "model", "rsl_rl": "actor_state_dict"}
+RSL_RL_OBS_KEY, RSL_RL_STD_KEY = "mlp.0.weight", "distribution.std_param"
+
+
+def checkpoint_library(ckpt: dict[str, Any]) -> str:
+    """The library that wrote a checkpoint: our metadata's 'library', else told by its keys
+    (rsl_rl saves actor_state_dict, rl_games model); files from before library= are rl_games'."""
+    meta = ckpt.get("metadata")
+    named = meta.get("library") if isinstance(meta, dict) else None
+    if isinstance(named, str) and named in POLICY_WEIGHTS:
+        return named
+    return "rsl_rl" if "actor_state_dict" in ckpt and "model" not in ckpt else "rl_games"
+
+
+def model_weights(ckpt: dict[str, Any], name: str, library: str = "rl_games") -> dict[str, Any]:
+    """The policy's state dict (string keys, uncompiled names, tensors) of a checkpoint `library` wrote;
+    a checkpoint of another library is refused in one sentence."""
     import torch
 
-    model = ckpt.get("model")
+    written_by = checkpoint_library(ckpt)
+    if written_by != library:
+        raise CheckpointRejected(f"{name} is an {written_by} checkpoint and this run's policy is an {library} one")
+    model = ckpt.get(POLICY_WEIGHTS[library])
     if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
-        raise CheckpointRejected(f"{name} holds no rl_games model weights")
+        raise CheckpointRejected(f"{name} holds no {library} model weights")
     if not all(isinstance(k, str) for k in model):
         raise CheckpointRejected(f"{name} has a model entry whose name is not a string")
     return plain_model_keys(model)
@@ -228,13 +256,22 @@ def check_finite(model: dict[str, Any], name: str) -> None:
     for key, value in model.items():
         if (value.is_floating_point() or value.is_complex()) and not all_finite(value):
             raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]!r}")
-        if key.endswith("running_var") and value.is_floating_point() and bool((value < 0).any()):
+        variance = key.endswith(("running_var", "obs_normalizer._var"))  # rl_games', rsl_rl's
+        if variance and value.is_floating_point() and bool((value < 0).any()):
             raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]!r}")
 
 
-def model_sizes(model: dict[str, Any], name: str) -> tuple[int | None, int | None]:
-    """(observations, actions) from the normaliser and policy-head shapes (None where absent)."""
-    obs, mu = model.get(OBS_MEAN_KEY), model.get(POLICY_HEAD_KEY)
+def model_sizes(model: dict[str, Any], name: str, library: str = "rl_games") -> tuple[int | None, int | None]:
+    """(observations, actions) from the normaliser and policy-head shapes (None where absent);
+    for rsl_rl, the first layer's inputs and the action std's length."""
+    obs_key, head_key = (OBS_MEAN_KEY, POLICY_HEAD_KEY) if library == "rl_games" else (RSL_RL_OBS_KEY, RSL_RL_STD_KEY)
+    obs, mu = model.get(obs_key), model.get(head_key)
+    if library == "rsl_rl":
+        if obs is not None and obs.dim() != 2:
+            raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {obs_key} (expected 2)")
+        if mu is not None and mu.dim() != 1:
+            raise CheckpointRejected(f"{name} has a {mu.dim()}-dimensional {head_key} (expected 1)")
+        return (obs.shape[1] if obs is not None else None, mu.shape[0] if mu is not None else None)
     if obs is not None and obs.dim() != 1:
         raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {OBS_MEAN_KEY} (expected 1)")
     if mu is not None and mu.dim() != 2:
@@ -273,16 +310,22 @@ def plain_number(value: object, cast: type) -> Any:
 
 
 def _check_fits(
-    ckpt: dict[str, Any], path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+    ckpt: dict[str, Any],
+    path: Path,
+    task: str,
+    num_obs: int,
+    num_actions: int,
+    shapes: Shapes | None = None,
+    library: str = "rl_games",
 ) -> CheckpointInfo:
     """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
     name = path.name
-    model = model_weights(ckpt, name)
+    model = model_weights(ckpt, name, library)
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
     meta_task = meta.get("task")
     if meta_task is not None and meta_task != task:
         raise CheckpointRejected(f"{name} belongs to task {str(meta_task)[:40]}, not {task}")
-    shape = model_sizes(model, name)
+    shape = model_sizes(model, name, library)
     if shape != (num_obs, num_actions):
         raise CheckpointRejected(
             f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
@@ -295,14 +338,24 @@ def _check_fits(
     def number(key: str, cast: type) -> Any:
         return plain_number(meta.get(key, ckpt.get(key)), cast)
 
+    epoch = number("epoch", int)
+    if epoch is None and library == "rsl_rl":  # rsl_rl's model_<it>.pt: 'iter' is the last iteration's index
+        epoch = plain_number(ckpt.get("iter"), int)
+        epoch = None if epoch is None else epoch + 1
     return CheckpointInfo(
-        path, model, number("epoch", int), number("frame", int), _reward(path, meta, ckpt),
+        path, model, epoch, number("frame", int), _reward(path, meta, ckpt),
         meta_task if isinstance(meta_task, str) else None,
     )  # fmt: skip
 
 
 def load_checkpoint(
-    path: Path, task: str, num_obs: int, num_actions: int, root: Path | None = None, shapes: Shapes | None = None
+    path: Path,
+    task: str,
+    num_obs: int,
+    num_actions: int,
+    root: Path | None = None,
+    shapes: Shapes | None = None,
+    library: str = "rl_games",
 ) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
@@ -310,18 +363,24 @@ def load_checkpoint(
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions, shapes)
+    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions, shapes, library)
 
 
 def validate_checkpoint(
-    ckpt: object, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+    ckpt: object,
+    path: Path,
+    task: str,
+    num_obs: int,
+    num_actions: int,
+    shapes: Shapes | None = None,
+    library: str = "rl_games",
 ) -> CheckpointInfo:
     """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
     CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
     try:
-        return _check_fits(ckpt, path, task, num_obs, num_actions, shapes)
+        return _check_fits(ckpt, path, task, num_obs, num_actions, shapes, library)
     except CheckpointRejected:
         raise
     except Exception as err:  # a malformed dict we did not foresee: still one sentence
@@ -339,15 +398,21 @@ def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | N
 
 
 def load_checkpoint_in_run(
-    run: RunDir, path: Path, task: str, num_obs: int, num_actions: int, shapes: Shapes | None = None
+    run: RunDir,
+    path: Path,
+    task: str,
+    num_obs: int,
+    num_actions: int,
+    shapes: Shapes | None = None,
+    library: str = "rl_games",
 ) -> CheckpointInfo:
-    """`load_checkpoint` of a .pth inside the run directory, reached without following any link."""
+    """`load_checkpoint` of a checkpoint file inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
     except ValueError:
         relative = str(path)
     inside = checkpoint_in_run(run, relative)
     if inside is None:
-        raise CheckpointRejected(f"{path.name} is not a .pth file inside the run directory; it is not read")
-    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes)
+        raise CheckpointRejected(f"{path.name} is not {CHECKPOINT_FILES} inside the run directory; it is not read")
+    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes, library=library)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)

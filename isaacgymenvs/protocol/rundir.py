@@ -30,6 +30,21 @@ LATEST_MANIFEST = "latest.json"
 TRAINER_LOCK = ".trainer.lock"
 METRICS_FILE = "metrics.csv"
 METRICS_HEADER = "epoch,frame,mean_reward,wall_time\n"
+# rsl_rl's own periodic saves: nn/model_<it>.pt, <it> the index of the iteration just finished.
+RSL_RL_NAME = re.compile(r"^model_(?P<it>\d{1,12})\.pt$")
+CHECKPOINT_FILES = "a .pth file or rsl_rl's model_<it>.pt"
+
+
+def is_checkpoint_name(name: str) -> bool:
+    """A file name the panel lists and the player may show: ours and rl_games' *.pth, rsl_rl's
+    model_<it>.pt (hidden temp files never)."""
+    return not name.startswith(".") and (name.endswith(".pth") or RSL_RL_NAME.match(name) is not None)
+
+
+def rsl_rl_name_epoch(name: str) -> int | None:
+    """The epoch (finished iterations, counted as our epochs are) of rsl_rl's model_<it>.pt: it + 1."""
+    named = RSL_RL_NAME.match(name)
+    return None if named is None else int(named["it"]) + 1
 
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -210,7 +225,8 @@ MAX_NAME_BYTES = 1024  # a checkpoint path relative to the run; real ones are < 
 
 
 def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
-    """The .pth file `relative` names inside the run directory, or None if it names no such path.
+    """The checkpoint file (`is_checkpoint_name`) `relative` names inside the run directory, or None
+    if it names no such path.
 
     Lexical: rejects non-strings, over-long names, absolute paths and '..' escapes. Links are not
     resolved here (a check that resolves can be raced); every open below the run refuses them
@@ -225,7 +241,7 @@ def checkpoint_in_run(run: RunDir, relative: object) -> Path | None:
     except ValueError:
         return None
     path = run.root.joinpath(*parts)
-    return path if path.suffix == ".pth" else None
+    return path if is_checkpoint_name(path.name) else None
 
 
 def output_dir_in_run(run: RunDir, name: str) -> Path:

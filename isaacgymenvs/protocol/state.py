@@ -21,7 +21,7 @@ from isaacgymenvs.protocol.files import (
     read_json_object,
     writer_alive,
 )
-from isaacgymenvs.protocol.rundir import MAX_NAME_BYTES, RunDir, checkpoint_in_run
+from isaacgymenvs.protocol.rundir import CHECKPOINT_FILES, MAX_NAME_BYTES, RunDir, checkpoint_in_run
 from isaacgymenvs.protocol.runfs import RunLock, scandir_in, unlink_in
 
 STATE_FILE = ".checkpoint_state.json"
@@ -68,7 +68,7 @@ def describe_bad_checkpoint_name(run: RunDir, relative: object) -> str:
         return f"names a checkpoint path of {len(relative)} characters (at most {MAX_NAME_BYTES} bytes)"
     path = checkpoint_in_run(run, relative)
     if path is None:
-        return f"names {shown}, which is not a .pth file inside the run directory"
+        return f"names {shown}, which is not {CHECKPOINT_FILES} inside the run directory"
     try:
         os.close(open_regular_file(path, sys.maxsize, root=run.root))  # reached without following a link
     except FileNotFoundError:
@@ -117,7 +117,7 @@ def write_state(run: RunDir, mode: str, checkpoint: str | None = None) -> Checkp
     if mode not in (MODE_AUTO, MODE_MANUAL):
         raise ValueError(f"unknown mode {mode!r}")
     if mode == MODE_MANUAL and checkpoint_in_run(run, checkpoint) is None:
-        raise ValueError(f"{checkpoint!r} is not a .pth file inside {run.root}")
+        raise ValueError(f"{checkpoint!r} is not {CHECKPOINT_FILES} inside {run.root}")
     with RunLock(run.root, f"{STATE_FILE}.lock"):
         state = CheckpointState(mode, checkpoint if mode == MODE_MANUAL else None, _previous_seq(run) + 1)
         payload = {"mode": state.mode, "checkpoint": state.checkpoint, "seq": state.seq, "written": time.time()}

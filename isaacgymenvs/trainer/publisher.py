@@ -203,6 +203,7 @@ class CheckpointObserver(AlgoObserver):
         network = cfg.train.params.network.mlp
         self.static_metadata = {
             "format_version": protocol.FORMAT_VERSION,
+            "library": "rl_games",
             "task": cfg.task.name,
             "network": {"units": list(network.units), "activation": str(network.activation)},
             "run": run.name,

@@ -125,16 +125,17 @@ def train(cfg: DictConfig) -> RunDir | None:
     return run if rank == 0 else None
 
 
-def summary_lines(run: RunDir, task: str, seconds: float) -> list[str]:
+def summary_lines(run: RunDir, task: str, seconds: float, library: str = "rl_games") -> list[str]:
     """What was trained, where it is, and the commands that watch, resume and export it."""
     manifest = protocol.read_manifest(run.latest_manifest, run.root) or {}
     epoch, reward = manifest.get("epoch"), manifest.get("mean_reward")
     reward_text = f", last mean reward {reward:.1f}" if isinstance(reward, (int, float)) else ""
     entry = "python isaacgymenvs/train_play.py"
+    chosen = "" if library == "rl_games" else f" library={library}"
     return [
         f"Trained {task} for {epoch if isinstance(epoch, int) else '?'} epochs in "
         f"{int(seconds) // 60}:{int(seconds) % 60:02d}{reward_text}: {run.root}",
         f"  watch:  {entry} mode=play experiment={run.name}",
-        f"  resume: {entry} task={task} checkpoint={run.latest_checkpoint} max_iterations=<more than {epoch}>",
+        f"  resume: {entry} task={task}{chosen} checkpoint={run.latest_checkpoint} max_iterations=<more than {epoch}>",
         f"  export: {entry} mode=export experiment={run.name}",
     ]
