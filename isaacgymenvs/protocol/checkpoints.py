@@ -210,7 +210,7 @@ def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]
     finally:
         os.close(fd)
     if not isinstance(ckpt, dict):
-        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+        raise CheckpointRejected(f"{path.name} holds no model weights (not a checkpoint dictionary)")
     return ckpt
 
 
@@ -378,7 +378,7 @@ def validate_checkpoint(
     """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
     CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
-        raise CheckpointRejected(f"{path.name} holds no rl_games model weights")
+        raise CheckpointRejected(f"{path.name} holds no {library} model weights")
     try:
         return _check_fits(ckpt, path, task, num_obs, num_actions, shapes, library)
     except CheckpointRejected:
