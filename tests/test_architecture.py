@@ -16,11 +16,12 @@ RANKS = {
     "display": 1, "gl": 1, "protocol": 1, "physics": 1, "libraries": 1,
     "tasks": 2,
     "policy": 3, "config": 3,
-    "export": 4,
-    "trainer": 5, "panel": 5,
-    "player": 6,
-    "cli": 7,
-    "__main__": 8, "train_play": 8, "checkpoint_control_panel": 8, "<package>": 8,
+    "deployed": 4,
+    "export": 5,
+    "trainer": 6, "panel": 6,
+    "player": 7,
+    "cli": 8,
+    "__main__": 9, "train_play": 9, "checkpoint_control_panel": 9, "<package>": 9,
 }  # fmt: skip
 
 # Only these modules may import a GUI toolkit (lazily or not); everything else also runs headless.
