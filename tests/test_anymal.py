@@ -325,3 +325,36 @@ def test_the_page_sliders_drive_the_followed_robot(make_cfg):
         assert core.task.command_held.tolist() == [False, True]
     finally:
         server.stop()
+
+
+def test_velocity_arrows_show_the_command_turned_by_the_heading_and_the_measured_velocity(make_cfg):
+    """Green (command) and blue (measured) arrows above each robot in the window and the clips: the
+    command is in the base frame, so a robot facing +y commanded forward gets an arrow along +y."""
+    import mujoco
+    import numpy as np
+
+    from isaacgymenvs.player.render import ARROW_COLOURS, MultiEnvRenderer
+
+    task = make_task(make_cfg("Anymal", "num_envs=2"))
+    qpos, qvel = standing(task, 2)
+    qpos[0, 3:7] = torch.tensor([math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)])  # yaw +90 degrees
+    qvel[0, 0:3] = torch.tensor([0.0, 0.8, 0.3])  # walking along +y (and bobbing up)
+    task.physics.state = lambda: state_of(task, qpos, qvel)
+    task.set_command(0, (1.0, 0.0, 0.0))
+    task.set_command(1, (0.0, 0.0, 0.5))  # turning on the spot: no arrows, standing still
+    vectors = task.velocity_vectors()
+    torch.testing.assert_close(vectors[0], torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.8, 0.0]]), atol=1e-6, rtol=0)
+    assert vectors[1].abs().max() == 0
+
+    renderer = MultiEnvRenderer(task.model, 2, 5.0, "fast")
+    try:
+        renderer.render(qpos.numpy(), vectors.numpy())
+        scene = renderer.renderer.scene
+        arrows = [scene.geoms[j] for j in range(scene.ngeom) if scene.geoms[j].type == mujoco.mjtGeom.mjGEOM_ARROW]
+        assert len(arrows) == 2  # robot 0's two; robot 1 stands still
+        for geom, rgba in zip(arrows, ARROW_COLOURS, strict=True):
+            np.testing.assert_allclose(geom.rgba, rgba)
+            direction = np.asarray(geom.mat).reshape(3, 3)[:, 2]  # an arrow points along its z axis
+            np.testing.assert_allclose(direction, [0.0, 1.0, 0.0], atol=1e-6)
+    finally:
+        renderer.close()

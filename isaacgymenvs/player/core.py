@@ -71,6 +71,10 @@ class PlayerCore:
         for env, command in pending:
             self.task.set_command(env, command)
 
+    def velocity_arrows(self):
+        """[N, 2, 3] commanded and measured base velocities (world frame) to draw, or None."""
+        return self.task.velocity_vectors().cpu().numpy() if self.drivable else None
+
     def command_line(self) -> str | None:
         """Commanded vs measured base velocity of the driven robot (None for tasks without commands)."""
         if not self.drivable:

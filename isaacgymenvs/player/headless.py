@@ -78,7 +78,7 @@ class ClipRecorder:
             )  # fmt: skip
             self.writer.send(None)
         qpos = core.task.physics.state().qpos.cpu().numpy()
-        self.writer.send(self.renderer.render(qpos).tobytes())
+        self.writer.send(self.renderer.render(qpos, core.velocity_arrows()).tobytes())
         self.frames += 1
         if self.frames % self.length == 0:
             self.close()

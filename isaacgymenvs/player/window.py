@@ -34,7 +34,7 @@ COMMAND_KEYS = {
     Qt.Key_Up: (0, 0.25), Qt.Key_Down: (0, -0.25), Qt.Key_Comma: (1, 0.25),
     Qt.Key_Period: (1, -0.25), Qt.Key_Left: (2, 0.25), Qt.Key_Right: (2, -0.25),
 }  # fmt: skip
-COMMAND_HELP = "arrows: forward speed / yaw rate  , .: sideways  C: random commands"
+COMMAND_HELP = "arrows: forward speed / yaw rate  , .: sideways  C: random commands  (green: command, blue: measured)"
 
 
 CONTROLS_HELP = (
@@ -52,7 +52,7 @@ class WindowLoop(PlayerLoop):
         self.renderer, self.window = renderer, window
 
     def show_frame(self) -> None:
-        rgb = self.renderer.render(self.core.task.physics.state().qpos.cpu().numpy())
+        rgb = self.renderer.render(self.core.task.physics.state().qpos.cpu().numpy(), self.core.velocity_arrows())
         # From bytes, then detached: QImage over a borrowed buffer has had refcount bugs in PySide6.
         image = QImage(rgb.tobytes(), rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format_RGB888).copy()
         self.window.show_image(image)

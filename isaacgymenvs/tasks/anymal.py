@@ -120,6 +120,19 @@ class Anymal(VecTask):
         measured = torch.cat([f.lin_vel[env, :2], f.ang_vel[env, 2:3]])
         return self.commands[env].tolist(), measured.tolist(), bool(self.command_held[env])
 
+    def velocity_vectors(self) -> torch.Tensor:
+        """[N, 2, 3]: every env's commanded and measured base velocity in the world frame, level (z 0),
+        for the player's arrows; the command's x/y are turned by the base's heading (yaw)."""
+        state = self.physics.state()
+        w, x, y, z = state.qpos[:, 3:7].unbind(-1)
+        yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        cos, sin = torch.cos(yaw), torch.sin(yaw)
+        cx, cy = self.commands[:, 0], self.commands[:, 1]
+        commanded = torch.stack([cx * cos - cy * sin, cx * sin + cy * cos, torch.zeros_like(cx)], -1)
+        measured = state.qvel[:, 0:3].clone()  # a free joint's linear velocity is in the world frame
+        measured[:, 2] = 0.0
+        return torch.stack([commanded, measured], 1)
+
     # --- VecTask hooks -----------------------------------------------------------------------
 
     def _check_model(self, model: mujoco.MjModel) -> None:
