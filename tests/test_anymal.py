@@ -358,3 +358,43 @@ def test_velocity_arrows_show_the_command_turned_by_the_heading_and_the_measured
             np.testing.assert_allclose(direction, [0.0, 1.0, 0.0], atol=1e-6)
     finally:
         renderer.close()
+
+
+def test_the_page_draws_the_same_velocity_arrows_as_the_window(make_cfg):
+    """In the page, each arrow is an instance of a unit arrow turned from +z onto the velocity and
+    stretched to 0.6 m per m/s; a robot standing still gets a zero-scaled (hidden) one."""
+    import socket
+
+    import numpy as np
+    import viser
+
+    from isaacgymenvs.player.render import ARROW_METRES_PER_MPS
+    from isaacgymenvs.player.web_scene import WebScene, arrow_poses
+
+    def rotate_z(q: np.ndarray) -> np.ndarray:  # where a wxyz quaternion takes +z
+        w, x, y, z = q
+        return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
+    vectors = np.array([[0.0, 1.0, 0.0], [-2.0, 0.0, 0.0], [0.3, -0.4, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    quats, scales = arrow_poses(vectors)
+    for v, q, s in zip(vectors[[0, 1, 2, 4]], quats[[0, 1, 2, 4]], scales[[0, 1, 2, 4]], strict=True):
+        np.testing.assert_allclose(rotate_z(q), v / np.linalg.norm(v), atol=1e-9)
+        np.testing.assert_allclose(s, [1.0, 1.0, ARROW_METRES_PER_MPS * np.linalg.norm(v)])
+    np.testing.assert_allclose(scales[3], 0.0)
+
+    task = make_task(make_cfg("Anymal", "num_envs=2"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+    try:
+        scene = WebScene(server, task.model, 2, 4.0, False)
+        scene.add_velocity_arrows()
+        arrows = np.array([[[1.0, 0.0, 0.0], [0.5, 0.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+        scene.update(task.physics.state().qpos.numpy(), arrows)
+        commanded, measured = scene.arrow_handles
+        np.testing.assert_allclose(commanded.batched_scales[:, 2], [ARROW_METRES_PER_MPS, 0.0])
+        np.testing.assert_allclose(measured.batched_scales[:, 2], [0.5 * ARROW_METRES_PER_MPS, 0.0])
+        np.testing.assert_allclose(rotate_z(commanded.batched_wxyzs[0]), [1.0, 0.0, 0.0], atol=1e-6)
+    finally:
+        server.stop()

@@ -121,6 +121,8 @@ class WebViewer:
 
         model, spacing = core.task.model, float(cfg.task.env.envSpacing)
         scene = WebScene(self.server, model, core.task.num_envs, spacing, cfg.render_quality == "high")
+        if core.drivable:
+            scene.add_velocity_arrows()
         controls = PlayerControls(self.server, core, scene)
         info = RunInfo(
             cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes(), core.policy.library
@@ -237,7 +239,7 @@ class StreamLoop(PlayerLoop):
             self.core.reset_envs()
 
     def show_frame(self) -> None:
-        self.scene.update(self.core.task.physics.state().qpos.cpu().numpy())
+        self.scene.update(self.core.task.physics.state().qpos.cpu().numpy(), self.core.velocity_arrows())
 
     def show_hud(self, lines: list[str]) -> None:
         self.viewer.show_lines(lines)

@@ -24,7 +24,16 @@ import mujoco
 import numpy as np
 import trimesh
 
-from isaacgymenvs.player.render import START_AZIMUTH, START_ELEVATION, grid_offsets, start_distance
+from isaacgymenvs.player.render import (
+    ARROW_COLOURS,
+    ARROW_HEIGHT,
+    ARROW_METRES_PER_MPS,
+    ARROW_WIDTHS,
+    START_AZIMUTH,
+    START_ELEVATION,
+    grid_offsets,
+    start_distance,
+)
 
 FOLLOW_ALL = "all robots"
 FOLLOW_FREE = "free camera"
@@ -168,6 +177,32 @@ def frame_all(camera, roots: np.ndarray) -> bool:
     return True
 
 
+def unit_arrow(radius: float, rgba: np.ndarray) -> trimesh.Trimesh:
+    """An arrow 1 m long from the origin along +z (shaft, then a cone of the last fifth), coloured."""
+    shaft = trimesh.creation.cylinder(radius=radius, height=0.8, sections=8)
+    shaft.apply_translation([0.0, 0.0, 0.4])
+    head = trimesh.creation.cone(radius=2.2 * radius, height=0.2, sections=8)
+    head.apply_translation([0.0, 0.0, 0.8])
+    arrow = trimesh.util.concatenate([shaft, head])
+    arrow.visual.face_colors = (np.asarray(rgba) * 255).astype(np.uint8)
+    return arrow
+
+
+def arrow_poses(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """wxyz quaternions turning +z onto each vector [N, 3], and per-axis scales (length along z;
+    0 hides a zero vector)."""
+    length = np.linalg.norm(vectors, axis=1)
+    unit = np.where(length[:, None] > 1e-6, vectors / np.maximum(length, 1e-6)[:, None], [0.0, 0.0, 1.0])
+    # the half-way quaternion between +z and the unit vector: (1 + z, -y, x, 0), normalised
+    quat = np.stack([1.0 + unit[:, 2], -unit[:, 1], unit[:, 0], np.zeros(len(unit))], axis=1)
+    flipped = quat[:, 0] < 1e-6  # straight down: half a turn about x
+    quat[flipped] = [0.0, 1.0, 0.0, 0.0]
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    shown = length >= 0.02  # standing still: no arrow, as in the window
+    scales = np.stack([shown, shown, ARROW_METRES_PER_MPS * length * shown], axis=1).astype(float)
+    return quat, scales
+
+
 class WebScene:
     """Moving bodies of every env, the floor, and the camera-follow shift; `update(qpos)` per frame."""
 
@@ -186,6 +221,7 @@ class WebScene:
         self._add_static()
         self.bodies: list[int] = []
         self.handles = []
+        self.arrow_handles: list = []  # add_velocity_arrows
         with server.atomic():
             for body in range(1, model.nbody):
                 geoms = visible_geoms(model, body)
@@ -268,8 +304,26 @@ class WebScene:
         point[2] = 0.0  # a bobbing torso must not bob the floor
         return point
 
-    def update(self, qpos: np.ndarray) -> None:
-        """Send every env's pose (one message per moving body) to all connected tabs."""
+    def add_velocity_arrows(self) -> None:
+        """Commanded (green) and measured (blue, thinner) velocity arrows above each robot, as the
+        window draws them (a task with velocity commands: Anymal); `update` poses them."""
+        n = len(self.offsets)
+        self.arrow_handles = [
+            self.server.scene.add_batched_meshes_trimesh(
+                f"/envs/velocity_{k}",
+                unit_arrow(width, rgba),
+                batched_wxyzs=np.tile([1.0, 0, 0, 0], (n, 1)),
+                batched_positions=np.zeros((n, 3)),
+                batched_scales=np.zeros((n, 3)),
+                lod="off",
+                cast_shadow=False,
+            )  # fmt: skip
+            for k, (rgba, width) in enumerate(zip(ARROW_COLOURS, ARROW_WIDTHS, strict=True))
+        ]
+
+    def update(self, qpos: np.ndarray, arrows: np.ndarray | None = None) -> None:
+        """Send every env's pose (one message per moving body) to all connected tabs; `arrows`
+        [num_envs, 2, 3]: commanded and measured velocities (world frame) after add_velocity_arrows."""
         pos, quat = self.poses(qpos)
         shift = -self.focus(pos)
         with self.server.atomic():
@@ -277,6 +331,11 @@ class WebScene:
             for k, handle in enumerate(self.handles):
                 handle.batched_positions = pos[:, k, :] + shift
                 handle.batched_wxyzs = quat[:, k, :]
+            if arrows is not None and self.arrow_handles:
+                anchors = pos[:, 0, :] + shift + ARROW_HEIGHT
+                for k, handle in enumerate(self.arrow_handles):
+                    handle.batched_positions = anchors
+                    handle.batched_wxyzs, handle.batched_scales = arrow_poses(arrows[:, k, :])
         if self.follow == FOLLOW_ALL and self.bodies and time.monotonic() - self._framed_at >= FRAME_SECONDS:
             self._framed_at = time.monotonic()
             for client in list(self.server.get_clients().values()):
