@@ -124,42 +124,56 @@ class CompileAfterCapture(AlgoObserver):
             self.compiler = None
 
 
-class RewardTermsObserver(AlgoObserver):
-    """Log each named reward term's mean episode return to TensorBoard (reward_terms/<name>).
+class EpisodeTermSums:
+    """Each named reward term's return summed over the episodes that finished, kept on the device.
 
     The task reports per-step sums as device tensors (`extras['episode_terms']`); they are added up
-    on the device and read back once per epoch, so logging costs no host sync per step.
+    on the device and read back once per epoch (`take`), so logging costs no host sync per step.
+    Used by the rl_games observer below and by rsl_rl's env wrapper.
     """
 
     def __init__(self) -> None:
-        super().__init__()
         self.names: tuple[str, ...] = ()
-        self.sums: torch.Tensor | None = None
-        self.count: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None  # [T + 1]: the terms' sums, then the episode count
+
+    def add(self, finished) -> None:
+        """Add one step's `extras['episode_terms']` (None when no episode finished)."""
+        if finished is None:
+            return
+        sums = torch.cat([finished.term_sums.float(), finished.count.reshape(1).float()])
+        self.names = finished.names
+        self.sums = sums if self.sums is None else self.sums + sums
+
+    def take(self) -> dict[str, float]:
+        """Each term's mean return over the episodes finished since the last call (empty if none)."""
+        if self.sums is None:
+            return {}
+        *sums, count = self.sums.tolist()
+        self.sums = None
+        if count <= 0:
+            return {}
+        return {name: total / count for name, total in zip(self.names, sums, strict=True)}
+
+
+class RewardTermsObserver(AlgoObserver):
+    """Log each named reward term's mean episode return to TensorBoard (reward_terms/<name>)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terms = EpisodeTermSums()
 
     def after_init(self, algo) -> None:
         self.algo = algo
 
     def process_infos(self, infos, done_indices) -> None:
-        finished = infos.get("episode_terms") if isinstance(infos, dict) else None
-        if finished is None:
-            return
-        self.names = finished.names
-        if self.sums is None:
-            self.sums, self.count = finished.term_sums.clone(), finished.count.clone()
-        else:
-            self.sums += finished.term_sums
-            self.count += finished.count
+        self.terms.add(infos.get("episode_terms") if isinstance(infos, dict) else None)
 
     def after_print_stats(self, frame, epoch_num, total_time) -> None:
-        if self.sums is None:
-            return
-        *sums, count = torch.cat([self.sums.float(), self.count.reshape(1).float()]).tolist()
+        means = self.terms.take()
         writer = getattr(self.algo, "writer", None)
-        if count > 0 and writer is not None:
-            for name, total in zip(self.names, sums, strict=True):
-                writer.add_scalar(f"reward_terms/{name}", total / count, self.algo.frame)
-        self.sums = self.count = None
+        if writer is not None:
+            for name, mean in means.items():
+                writer.add_scalar(f"reward_terms/{name}", mean, self.algo.frame)
 
 
 class WandbObserver(AlgoObserver):

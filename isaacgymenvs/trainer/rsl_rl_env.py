@@ -4,8 +4,8 @@ RSL-RL reads observations as a TensorDict of named groups; the task's observatio
 "policy" group, which the runner's `obs_groups` maps to both actor and critic (as Isaac Lab does).
 Dones are the task's resets; `extras["time_outs"]` lets PPO bootstrap the value of timed-out
 episodes. rsl_rl's logger sums episode returns itself from rewards and dones; the task's reward
-terms are summed here on the device and read once per iteration (`take_reward_terms`), so logging
-costs no host sync per step.
+terms are summed on the device (observers.EpisodeTermSums, as for rl_games) and read once per
+iteration (`take_reward_terms`), so logging costs no host sync per step.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rsl_rl.env import VecEnv
 from tensordict import TensorDict
 
 from isaacgymenvs.tasks.vec_task import VecTask
+from isaacgymenvs.trainer.observers import EpisodeTermSums
 
 
 class RslRlVecEnv(VecEnv):
@@ -26,8 +27,7 @@ class RslRlVecEnv(VecEnv):
         self.max_episode_length = task.max_episode_length
         self.device = task.rl_device
         self._obs = task.reset()["obs"]
-        self._term_names: tuple[str, ...] = ()
-        self._term_sums: torch.Tensor | None = None  # [T + 1]: the reward terms' sums, then the episode count
+        self._terms = EpisodeTermSums()
 
     @property
     def episode_length_buf(self) -> torch.Tensor:
@@ -43,19 +43,9 @@ class RslRlVecEnv(VecEnv):
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         obs, rewards, dones, extras = self.task.step(actions)
         self._obs = obs["obs"]
-        finished = extras.get("episode_terms")
-        if finished is not None:
-            sums = torch.cat([finished.term_sums.float(), finished.count.reshape(1).float()])
-            self._term_names = finished.names
-            self._term_sums = sums if self._term_sums is None else self._term_sums + sums
+        self._terms.add(extras.get("episode_terms"))
         return self.get_observations(), rewards, dones, {"time_outs": extras["time_outs"]}
 
     def take_reward_terms(self) -> dict[str, float]:
         """Each reward term's mean return over the episodes that finished since the last call."""
-        if self._term_sums is None:
-            return {}
-        *sums, count = self._term_sums.tolist()
-        self._term_sums = None
-        if count <= 0:
-            return {}
-        return {name: total / count for name, total in zip(self._term_names, sums, strict=True)}
+        return self._terms.take()
