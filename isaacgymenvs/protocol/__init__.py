@@ -39,6 +39,7 @@ from isaacgymenvs.protocol.checkpoints import (
     read_checkpoint_dict,
     refuse_oversized_tensors,
     rl_games_name_fields,
+    rsl_rl_iter_epoch,
     torch_load_weights,
     validate_checkpoint,
 )
@@ -222,6 +223,7 @@ __all__ = [
     "read_status",
     "resolve_experiment",
     "rl_games_name_fields",
+    "rsl_rl_iter_epoch",
     "rsl_rl_name_epoch",
     "run_name",
     "run_timestamp",

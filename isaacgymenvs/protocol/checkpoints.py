@@ -339,13 +339,19 @@ def _check_fits(
         return plain_number(meta.get(key, ckpt.get(key)), cast)
 
     epoch = number("epoch", int)
-    if epoch is None and library == "rsl_rl":  # rsl_rl's model_<it>.pt: 'iter' is the last iteration's index
-        epoch = plain_number(ckpt.get("iter"), int)
-        epoch = None if epoch is None else epoch + 1
+    if epoch is None and library == "rsl_rl":  # rsl_rl's own model_<it>.pt
+        epoch = rsl_rl_iter_epoch(ckpt)
     return CheckpointInfo(
         path, model, epoch, number("frame", int), _reward(path, meta, ckpt),
         meta_task if isinstance(meta_task, str) else None,
     )  # fmt: skip
+
+
+def rsl_rl_iter_epoch(ckpt: dict[str, Any]) -> int | None:
+    """Finished iterations of rsl_rl's own save: its 'iter' is the last iteration's index, so + 1
+    (as rundir.rsl_rl_name_epoch reads model_<it>.pt's name)."""
+    index = plain_number(ckpt.get("iter"), int)
+    return None if index is None else index + 1
 
 
 def load_checkpoint(

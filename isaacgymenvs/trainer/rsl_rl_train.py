@@ -167,10 +167,9 @@ def resume_epoch(ckpt: dict) -> int:
     """Finished iterations of a checkpoint: our metadata's epoch, else rsl_rl's 'iter' (an index) + 1."""
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
     epoch = protocol.plain_number(meta.get("epoch"), int)
-    if epoch is not None:
-        return epoch
-    index = protocol.plain_number(ckpt.get("iter"), int)
-    return 0 if index is None else index + 1
+    if epoch is None:
+        epoch = protocol.rsl_rl_iter_epoch(ckpt)
+    return 0 if epoch is None else epoch
 
 
 def read_resume_checkpoint(cfg: DictConfig) -> dict:
