@@ -128,25 +128,25 @@ def fresh_caches() -> dict[str, str]:
     return {key: str(root / name) for key, name in names.items()}
 
 
-def bytecode_env() -> dict[str, str]:
-    """Children's environment for an installed copy's bytecode caches (see the module docstring)."""
-    if not sys.flags.dont_write_bytecode and not os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        return {}
-    prefix = Path(os.environ.get("PYTHONPYCACHEPREFIX") or Path.home() / ".cache" / "isaacgymenvs-startup-pycache")
-    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(prefix)}
+def with_installed_bytecode(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child with an installed copy's bytecode caches (see the module docstring): unchanged
+    unless it turns writing them off; then without that, with a private cache filled once, untimed."""
+    if not env.get("PYTHONDONTWRITEBYTECODE"):
+        return env
+    prefix = Path(env.get("PYTHONPYCACHEPREFIX") or Path.home() / ".cache" / "isaacgymenvs-startup-pycache")
+    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(prefix)
     stamp = prefix / ".compiled"
     if not stamp.exists():
         import site
         import sysconfig
 
         roots = {*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"]}
-        roots |= {str(REPO), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)}
+        roots |= {str(REPO), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)}
         print(f"bytecode writing is off here: compiling {len(roots)} library folders into {prefix}, once, as pip does"
               " at install (untimed)", flush=True)  # fmt: skip
-        child = dict(os.environ, **env)
-        child.pop("PYTHONDONTWRITEBYTECODE")
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", *sorted(r for r in roots if Path(r).is_dir())],
-                       env=child, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # fmt: skip
         prefix.mkdir(parents=True, exist_ok=True)
         stamp.touch()
     return env
@@ -156,13 +156,12 @@ def one_run(args: list[str], mode: str, cwd: Path, reward: float | None = None, 
             limit_s: float = 180.0, viewer: str | None = None) -> dict[str, float]:  # fmt: skip
     """Phase stamps of one run (seconds since the command); with `reward`, also `reward` and `rate`;
     with a player's `viewer`, also `frame` (the run ends once it has both a policy and a frame)."""
-    extra = {**bytecode_env(), **(fresh_caches() if fresh else {})}
+    extra = fresh_caches() if fresh else {}
     if viewer:
         extra["STARTUP_VIEWER"] = viewer
         extra.update({"QT_QPA_PLATFORM": "offscreen"} if viewer == "window" else {})
     env = dict(os.environ, STARTUP_REPO=str(REPO), STARTUP_MODE=mode, PYTHONUNBUFFERED="1", **extra)
-    if env.get("PYTHONDONTWRITEBYTECODE") == "":
-        del env["PYTHONDONTWRITEBYTECODE"]  # any value, even empty, turns writing off
+    env = with_installed_bytecode(env)
     env["STARTUP_T0"] = f"{time.time():.6f}"
     proc = subprocess.Popen([sys.executable, "-c", SHIM, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
