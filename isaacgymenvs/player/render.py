@@ -66,6 +66,7 @@ ARROW_COLOURS = (np.array([0.2, 0.9, 0.3, 1.0], np.float32), np.array([0.25, 0.5
 ARROW_WIDTHS = (0.06, 0.035)
 ARROW_HEIGHT = np.array([0.0, 0.0, 0.45])
 ARROW_METRES_PER_MPS = 0.6
+ARROW_MIN_SPEED = 0.02  # m/s: slower is standing still, drawn without an arrow (window, clips and page)
 
 
 class MultiEnvRenderer:
@@ -181,7 +182,7 @@ class MultiEnvRenderer:
         scene = self.renderer.scene
         for anchor, vectors in zip(anchors, arrows, strict=True):
             for vector, rgba, width in zip(vectors, ARROW_COLOURS, ARROW_WIDTHS, strict=False):
-                if scene.ngeom >= scene.maxgeom or float(np.linalg.norm(vector)) < 0.02:
+                if scene.ngeom >= scene.maxgeom or float(np.linalg.norm(vector)) < ARROW_MIN_SPEED:
                     continue  # no room, or standing still: no arrow
                 geom = scene.geoms[scene.ngeom]
                 mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_ARROW, np.zeros(3), np.zeros(3), np.zeros(9), rgba)

@@ -28,6 +28,7 @@ from isaacgymenvs.player.render import (
     ARROW_COLOURS,
     ARROW_HEIGHT,
     ARROW_METRES_PER_MPS,
+    ARROW_MIN_SPEED,
     ARROW_WIDTHS,
     START_AZIMUTH,
     START_ELEVATION,
@@ -198,7 +199,7 @@ def arrow_poses(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flipped = quat[:, 0] < 1e-6  # straight down: half a turn about x
     quat[flipped] = [0.0, 1.0, 0.0, 0.0]
     quat /= np.linalg.norm(quat, axis=1, keepdims=True)
-    shown = length >= 0.02  # standing still: no arrow, as in the window
+    shown = length >= ARROW_MIN_SPEED  # standing still: no arrow
     scales = np.stack([shown, shown, ARROW_METRES_PER_MPS * length * shown], axis=1).astype(float)
     return quat, scales
 
