@@ -11,8 +11,9 @@ Why it is safe:
 - the warm-up call that triggers the compilation runs on clones of the physics state, on its own
   CUDA stream, so it writes nothing the trainer reads;
 - the swap happens in the stepping thread, between two steps, so no step mixes the two;
-- the graphed agent captures its CUDA graphs in "thread_local" mode, which lets another thread use
-  CUDA meanwhile (as the checkpoint publisher's thread already does).
+- a compile may synchronize the device, which invalidates a CUDA-graph capture in progress: with the
+  graphed agent on a GPU the compile starts only after every graph is captured
+  (trainer/observers.CompileAfterCapture), and a capture waits while a compile runs (`running`).
 """
 
 from __future__ import annotations

@@ -99,8 +99,9 @@ class VecTask(ABC):
         launches; torch.compile turns them into a few fused kernels. Resets (random sampling from
         the task's generator) stay eager. Compiling takes seconds even with warm caches (7-11 s for
         Ant on an H200, and much longer on a fresh machine), so it runs in a background thread from
-        the first reset on while training starts eagerly (same math, slower); the compiled
-        functions replace the eager ones between two steps.
+        the first reset on (with the graphed agent on a GPU: once its CUDA graphs are captured)
+        while training runs eagerly (same math, slower); the compiled functions replace the eager
+        ones between two steps.
         """
         self.math_compiler = BackgroundCompile(self, MATH_FUNCTIONS)
 
