@@ -249,3 +249,15 @@ def test_a_cold_kernel_cache_is_recognised_so_the_first_compile_is_announced(tmp
     assert kernel_cache_is_cold(str(tmp_path / "cache"))
     (tmp_path / "cache" / "wp_mujoco_warp_0123abc").mkdir()
     assert not kernel_cache_is_cold(str(tmp_path / "cache"))
+
+
+def test_the_modules_compiled_side_by_side_are_mujoco_warps_and_hold_kernels():
+    """compile_core_modules names modules by their Python path; a rename in MuJoCo Warp would turn
+    one into an empty Warp module (compiling nothing), so each must hold kernels once imported."""
+    import warp as wp
+
+    from isaacgymenvs.physics.warp_backend import CORE_MODULES
+
+    for name in CORE_MODULES:
+        module = wp.get_module(f"mujoco_warp._src.{name}")
+        assert module.kernels, f"mujoco_warp._src.{name} has no Warp kernels"
