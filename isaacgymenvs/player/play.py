@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -226,11 +227,11 @@ def _play_headless(cfg: DictConfig, run: RunDir, core, switch: Callable[[], bool
             raise UserError(
                 "video=True needs the imageio-ffmpeg package; install it with pip install imageio-ffmpeg."
             ) from None
-        renderer = MultiEnvRenderer(
-            core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
+        make_renderer = functools.partial(  # called on the recorder's thread, which owns the GL context
+            MultiEnvRenderer, core.task.model, core.task.num_envs, float(cfg.task.env.envSpacing), cfg.render_quality
         )
         recorder = ClipRecorder(
-            renderer,
+            make_renderer,
             protocol.output_dir_in_run(run, "videos"),
             int(cfg.video_length),
             core.task.dt,
