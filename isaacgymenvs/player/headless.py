@@ -69,7 +69,7 @@ class RecorderThread(threading.Thread):
     Drawing a frame (llvmpipe: ~25 ms for 4 Ant envs at 640x360) mostly releases the GIL, so the
     player steps on meanwhile. The renderer is made, used and closed on this thread only: a GL
     context is bound to the thread that made it current. An exception ends the thread and is kept in
-    `error` for the player's side to raise; a clip cut short by it stays in the scratch directory.
+    `error` for the player's side to raise; a clip cut short by it is not copied into the run.
     """
 
     def __init__(
@@ -109,7 +109,10 @@ class RecorderThread(threading.Thread):
             self.error = err
             self.abandon_clip()
         finally:
-            renderer.close()
+            try:
+                renderer.close()
+            except BaseException as err:  # said on the player's side too, unless an earlier error was
+                self.error = self.error or err
 
     def record(self, renderer: MultiEnvRenderer, frame: Frame) -> None:
         """Draw and encode one frame; the first starts a clip and the `length`-th finishes it."""
