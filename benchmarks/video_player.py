@@ -61,7 +61,9 @@ def sample(run: protocol.RunDir, pid: int) -> tuple[dict, float, float]:
 
 def measure(checkout: Path, run: protocol.RunDir, args: argparse.Namespace) -> dict:
     """One player from `checkout` on `run`: pace (x real time), steps/s and cores over `seconds`."""
-    env = dict(os.environ, PYTHONPATH=str(checkout), PYTHONUNBUFFERED="1")
+    # the checkout first; what PYTHONPATH held (libraries installed with --target) stays after it
+    path = os.pathsep.join(p for p in (str(checkout), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
     env.setdefault("MUJOCO_GL", "egl")
     cmd = [sys.executable, str(checkout / "isaacgymenvs" / "train_play.py"), "mode=play", "headless=True",
            "video=True", f"experiment={run.name}", f"train_dir={run.root.parent}", *args.player_args]  # fmt: skip
