@@ -11,7 +11,8 @@ from isaacgymenvs.errors import RunFailed, UserError
 
 USAGE = """usage: python isaacgymenvs/train_play.py [key=value ...]
 
-  task=Ant|Humanoid|Cartpole   mode=train|play|export   library=rl_games|rsl_rl   num_envs=N   max_iterations=N   seed=N
+  task=Ant|Humanoid|Cartpole   mode=train|play|export   library=rl_games|rsl_rl|skrl
+  num_envs=N   max_iterations=N   seed=N
   sim_device=cpu|cuda:N   rl_device=cpu|cuda:N   experiment=NAME   checkpoint=PATH   trust_checkpoint=True
   checkpoint_save_freq=N   checkpoint_reload_interval=S   enable_control_panel=True
   play: experiment=RUN_OR_PREFIX headless=True stochastic=True video=True video_length=N games_num=N
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
                 from isaacgymenvs.trainer.rsl_rl_train import train_rsl_rl
 
                 train_rsl_rl(cfg)
+            elif cfg.mode == "train" and cfg.library == "skrl":
+                from isaacgymenvs.trainer.skrl_train import train_skrl
+
+                train_skrl(cfg)
             elif cfg.mode == "train":
                 from isaacgymenvs.trainer.train import train
 

@@ -8,6 +8,7 @@ One module per kind of file, lowest first; each imports only those above it:
 - `experiments`: which run `experiment=` names.
 - `state`: the state file (panels -> player) and the status file (player -> panels).
 - `publishing`: nn/latest.pth + nn/latest.json, and metrics.csv (trainer -> everyone).
+- `policy_weights`: where each PPO library's checkpoint keeps the policy, and which library wrote one.
 - `checkpoints`: loading a checkpoint without running its code, and checking it fits the task.
 
 Every process imports `from isaacgymenvs import protocol` and uses the names re-exported here.
@@ -17,24 +18,16 @@ from __future__ import annotations
 
 from isaacgymenvs.protocol.checkpoints import (
     CHECKPOINT_MAX_BYTES,
-    COMPILED_PREFIX,
-    OBS_MEAN_KEY,
-    POLICY_HEAD_KEY,
     RL_GAMES_NAME,
     RL_GAMES_NO_REWARD,
     CheckpointInfo,
-    CheckpointRejected,
     all_finite,
     check_finite,
     checkpoint_epoch_hint,
-    checkpoint_library,
     load_checkpoint,
     load_checkpoint_in_run,
-    model_sizes,
-    model_weights,
     needs_full_unpickling,
     network_mismatch,
-    plain_model_keys,
     plain_number,
     read_checkpoint_dict,
     refuse_oversized_tensors,
@@ -69,6 +62,17 @@ from isaacgymenvs.protocol.files import (
     read_bounded,
     read_json_object,
     writer_alive,
+)
+from isaacgymenvs.protocol.policy_weights import (
+    COMPILED_PREFIX,
+    OBS_MEAN_KEY,
+    POLICY_HEAD_KEY,
+    POLICY_WEIGHTS,
+    CheckpointRejected,
+    checkpoint_library,
+    model_sizes,
+    model_weights,
+    plain_model_keys,
 )
 from isaacgymenvs.protocol.publishing import (
     METRICS_MAX_BYTES,
@@ -165,6 +169,7 @@ __all__ = [
     "MODE_MANUAL",
     "OBS_MEAN_KEY",
     "POLICY_HEAD_KEY",
+    "POLICY_WEIGHTS",
     "RL_GAMES_NAME",
     "RL_GAMES_NO_REWARD",
     "RSL_RL_NAME",

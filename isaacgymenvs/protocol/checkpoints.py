@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from isaacgymenvs.protocol.files import UnreadableFile, first_line, open_regular_file
+from isaacgymenvs.protocol.policy_weights import VARIANCE_KEYS, CheckpointRejected, model_sizes, model_weights
 from isaacgymenvs.protocol.publishing import read_manifest
 from isaacgymenvs.protocol.rundir import (
     CHECKPOINT_FILES,
@@ -39,11 +40,6 @@ class CheckpointInfo:
     task: str | None
 
 
-class CheckpointRejected(Exception):
-    """A checkpoint that cannot be used; the message says why in one sentence."""
-
-
-COMPILED_PREFIX = "_orig_mod."
 # rl_games' periodic files: last_<Task>_ep_<N>_rew_<R>.pth, where R is printed from a float or a
 # one-element array (`rew__-10.04_`); the reward of that epoch is only in the name.
 RL_GAMES_NAME = re.compile(r"_ep_(?P<epoch>\d+)_rew_+(?P<reward>-?[\d.]+(?:e[-+]?\d+)?)_*\.pth$")
@@ -70,20 +66,6 @@ def rl_games_name_fields(name: str) -> tuple[int | None, float | None]:
         return int(named["epoch"]), float(named["reward"])
     except ValueError:
         return int(named["epoch"]), None
-
-
-def plain_model_keys(model: dict[str, Any]) -> dict[str, Any]:
-    """The model's state dict with the keys of the uncompiled module.
-
-    rl_games' `torch_compile` wraps the model, so its state dict (and rl_games' own .pth saves)
-    prefix every key with `_orig_mod.`; checkpoints we publish never carry it, and readers accept
-    both.
-    """
-    return {k.removeprefix(COMPILED_PREFIX): v for k, v in model.items()}
-
-
-OBS_MEAN_KEY = "running_mean_std.running_mean"
-POLICY_HEAD_KEY = "a2c_network.mu.weight"
 
 
 def _numeric_numpy_scalar(dtype: object, data: object = None) -> int | float | complex:
@@ -214,37 +196,6 @@ def read_checkpoint_dict(path: Path, root: Path | None = None) -> dict[str, Any]
     return ckpt
 
 
-# Where each library's checkpoint keeps the policy's weights (observation normaliser included).
-POLICY_WEIGHTS = {"rl_games": "model", "rsl_rl": "actor_state_dict"}
-RSL_RL_OBS_KEY, RSL_RL_STD_KEY = "mlp.0.weight", "distribution.std_param"
-
-
-def checkpoint_library(ckpt: dict[str, Any]) -> str:
-    """The library that wrote a checkpoint: our metadata's 'library', else told by its keys
-    (rsl_rl saves actor_state_dict, rl_games model); files from before library= are rl_games'."""
-    meta = ckpt.get("metadata")
-    named = meta.get("library") if isinstance(meta, dict) else None
-    if isinstance(named, str) and named in POLICY_WEIGHTS:
-        return named
-    return "rsl_rl" if "actor_state_dict" in ckpt and "model" not in ckpt else "rl_games"
-
-
-def model_weights(ckpt: dict[str, Any], name: str, library: str = "rl_games") -> dict[str, Any]:
-    """The policy's state dict (string keys, uncompiled names, tensors) of a checkpoint `library` wrote;
-    a checkpoint of another library is refused in one sentence."""
-    import torch
-
-    written_by = checkpoint_library(ckpt)
-    if written_by != library:
-        raise CheckpointRejected(f"{name} is an {written_by} checkpoint and this run's policy is an {library} one")
-    model = ckpt.get(POLICY_WEIGHTS[library])
-    if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
-        raise CheckpointRejected(f"{name} holds no {library} model weights")
-    if not all(isinstance(k, str) for k in model):
-        raise CheckpointRejected(f"{name} has a model entry whose name is not a string")
-    return plain_model_keys(model)
-
-
 def all_finite(value: Any) -> bool:
     """No NaN or inf in a float tensor. max(|x|) < inf is false for both (NaN propagates through
     amax) and measured ~9x faster than isfinite().all() on a Humanoid-sized model (0.14 vs 1.35 ms)."""
@@ -256,27 +207,9 @@ def check_finite(model: dict[str, Any], name: str) -> None:
     for key, value in model.items():
         if (value.is_floating_point() or value.is_complex()) and not all_finite(value):
             raise CheckpointRejected(f"{name} has non-finite values (NaN or inf) in {key[:80]!r}")
-        variance = key.endswith(("running_var", "obs_normalizer._var"))  # rl_games', rsl_rl's
+        variance = key.endswith(VARIANCE_KEYS)
         if variance and value.is_floating_point() and bool((value < 0).any()):
             raise CheckpointRejected(f"{name} has a negative normaliser variance in {key[:80]!r}")
-
-
-def model_sizes(model: dict[str, Any], name: str, library: str = "rl_games") -> tuple[int | None, int | None]:
-    """(observations, actions) from the normaliser and policy-head shapes (None where absent);
-    for rsl_rl, the first layer's inputs and the action std's length."""
-    obs_key, head_key = (OBS_MEAN_KEY, POLICY_HEAD_KEY) if library == "rl_games" else (RSL_RL_OBS_KEY, RSL_RL_STD_KEY)
-    obs, mu = model.get(obs_key), model.get(head_key)
-    if library == "rsl_rl":
-        if obs is not None and obs.dim() != 2:
-            raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {obs_key} (expected 2)")
-        if mu is not None and mu.dim() != 1:
-            raise CheckpointRejected(f"{name} has a {mu.dim()}-dimensional {head_key} (expected 1)")
-        return (obs.shape[1] if obs is not None else None, mu.shape[0] if mu is not None else None)
-    if obs is not None and obs.dim() != 1:
-        raise CheckpointRejected(f"{name} has a {obs.dim()}-dimensional {OBS_MEAN_KEY} (expected 1)")
-    if mu is not None and mu.dim() != 2:
-        raise CheckpointRejected(f"{name} has a {mu.dim()}-dimensional {POLICY_HEAD_KEY} (expected 2)")
-    return (obs.shape[0] if obs is not None else None, mu.shape[0] if mu is not None else None)
 
 
 Shapes = dict[str, tuple[int, ...]]  # a network's state-dict entries and their shapes

@@ -32,13 +32,18 @@ METRICS_FILE = "metrics.csv"
 METRICS_HEADER = "epoch,frame,mean_reward,wall_time\n"
 # rsl_rl's own periodic saves: nn/model_<it>.pt, <it> the index of the iteration just finished.
 RSL_RL_NAME = re.compile(r"^model_(?P<it>\d{1,12})\.pt$")
-CHECKPOINT_FILES = "a .pth file or rsl_rl's model_<it>.pt"
+# skrl's own saves: nn/agent_<timestep>.pt (<timestep>: env steps per env since training started)
+# and nn/best_agent.pt; their epoch is in their metadata (a timestep is rollouts * epoch).
+SKRL_NAME = re.compile(r"^(agent_\d{1,15}|best_agent)\.pt$")
+CHECKPOINT_FILES = "a .pth file, rsl_rl's model_<it>.pt or skrl's agent_<timestep>.pt or best_agent.pt"
 
 
 def is_checkpoint_name(name: str) -> bool:
     """A file name the panel lists and the player may show: ours and rl_games' *.pth, rsl_rl's
-    model_<it>.pt (hidden temp files never)."""
-    return not name.startswith(".") and (name.endswith(".pth") or RSL_RL_NAME.match(name) is not None)
+    model_<it>.pt, skrl's agent_<timestep>.pt and best_agent.pt (hidden temp files never)."""
+    if name.startswith("."):
+        return False
+    return name.endswith(".pth") or RSL_RL_NAME.match(name) is not None or SKRL_NAME.match(name) is not None
 
 
 def rsl_rl_name_epoch(name: str) -> int | None:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rsl_rl.runners import OnPolicyRunner
@@ -34,6 +32,8 @@ from isaacgymenvs.trainer.progress import format_progress
 from isaacgymenvs.trainer.publisher import CheckpointPublisher, HostSnapshot
 from isaacgymenvs.trainer.rlgames_io import guard_summary_writer
 from isaacgymenvs.trainer.rsl_rl_env import RslRlVecEnv
+from isaacgymenvs.trainer.run_setup import max_iterations as total_iterations
+from isaacgymenvs.trainer.run_setup import read_resume_checkpoint, refuse_finished, seed_everything
 from isaacgymenvs.trainer.train import logging_observers, open_run_for_writing, summary_lines
 
 LIBRARY = "rsl_rl"
@@ -172,35 +172,12 @@ def resume_epoch(ckpt: dict) -> int:
     return 0 if epoch is None else epoch
 
 
-def read_resume_checkpoint(cfg: DictConfig) -> dict:
-    """The checkpoint= dict, loaded without running code unless trust_checkpoint=True."""
-    path = Path(cfg.checkpoint)
-    if cfg.trust_checkpoint:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        return protocol.read_checkpoint_dict(path)
-    except protocol.CheckpointRejected as err:
-        raise UserError(f"checkpoint={cfg.checkpoint} is not a usable checkpoint: {err}.") from None
-
-
-def seed_everything(seed: int) -> None:
-    """rsl_rl draws its initial weights and action noise from torch's global generator."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def train_rsl_rl(cfg: DictConfig) -> RunDir:
     """Train until max_iterations; returns the run directory."""
-    max_iterations = int(cfg.max_iterations if cfg.max_iterations is not None else cfg.train.max_iterations)
+    max_iterations = total_iterations(cfg)
     ckpt = read_resume_checkpoint(cfg) if cfg.checkpoint else None
     start = resume_epoch(ckpt) if ckpt is not None else 0
-    if start >= max_iterations:
-        raise UserError(
-            f"{cfg.checkpoint} is at iteration {start} and max_iterations={max_iterations} counts all iterations "
-            "from the start, so nothing is left to train; pass a larger one, "
-            f"e.g. max_iterations={start + max_iterations}."
-        )
+    refuse_finished(cfg, start, max_iterations)
     wandb = [o for o in logging_observers(cfg) if isinstance(o, WandbObserver)]  # checked before any file
     seed_everything(int(cfg.seed))
     run, lock = open_run_for_writing(cfg)

@@ -1,0 +1,114 @@
+"""skrl's PPO pieces from a run's train config (cfg/train/<Task>PPO_skrl.yaml), built one way for
+the trainer, the player and export, so that a checkpoint's entries always fit the player's modules.
+
+The YAML holds skrl's own keys: `models.policy` / `models.value` are the arguments of skrl's model
+instantiators (gaussian_model, deterministic_model) and `agent` is skrl's PPO_CFG, with class names
+as strings (KLAdaptiveLR, RunningStandardScaler) and Isaac Lab's `rewards_shaper_scale`. What the
+YAML cannot hold (the spaces, the device, classes, a callable) is filled in here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import gymnasium
+import torch
+
+from isaacgymenvs.errors import UserError
+
+PREPROCESSOR_KEYS = ("observation_preprocessor", "state_preprocessor", "value_preprocessor")
+
+
+def skrl_class(name: object, key: str) -> type | None:
+    """An skrl class named in the YAML (a preprocessor or a learning-rate scheduler); None for null."""
+    import skrl.resources.preprocessors.torch as preprocessors
+    import skrl.resources.schedulers.torch as schedulers
+
+    if name is None:
+        return None
+    module, kind = (schedulers, "schedulers") if key == "learning_rate_scheduler" else (preprocessors, "preprocessors")
+    found = getattr(module, str(name), None)
+    if not isinstance(found, type):
+        raise UserError(f"train.agent.{key}={name} is not one of skrl's {kind}.")
+    return found
+
+
+class RewardScale:
+    """skrl's `rewards_shaper` for Isaac Lab's `rewards_shaper_scale`: rewards times a constant.
+
+    A class rather than a lambda so that the agent's config stays picklable.
+    """
+
+    def __init__(self, scale: float) -> None:
+        self.scale = float(scale)
+
+    def __call__(self, rewards: torch.Tensor, timestep: int, timesteps: int) -> torch.Tensor:
+        return rewards * self.scale
+
+
+def ppo_config(agent: dict[str, Any], observation_space: gymnasium.Space, device: str) -> Any:
+    """skrl's PPO_CFG from the YAML's `agent` section; an unknown key is one sentence."""
+    from skrl.agents.torch.ppo import PPO_CFG
+
+    values = copy.deepcopy(agent)
+    scheduler = values.get("learning_rate_scheduler")
+    values["learning_rate_scheduler"] = skrl_class(scheduler, "learning_rate_scheduler")
+    values["learning_rate_scheduler_kwargs"] = values.get("learning_rate_scheduler_kwargs") or {}
+    for key in PREPROCESSOR_KEYS:
+        values[key] = skrl_class(values.get(key), key)
+        size = 1 if key == "value_preprocessor" else observation_space
+        values[f"{key}_kwargs"] = {**(values.get(f"{key}_kwargs") or {}), "size": size, "device": device}
+    scale = values.pop("rewards_shaper_scale", None)
+    values["rewards_shaper"] = None if scale is None or float(scale) == 1.0 else RewardScale(scale)
+    try:
+        return PPO_CFG(**values)
+    except TypeError as err:
+        raise UserError(f"train.agent is not skrl's PPO config ({err}).") from None
+
+
+def observation_preprocessor(
+    agent: dict[str, Any], observation_space: gymnasium.Space, device: str
+) -> torch.nn.Module | None:
+    """The agent's observation preprocessor (RunningStandardScaler), None when the run has none."""
+    cls = skrl_class(agent.get("observation_preprocessor"), "observation_preprocessor")
+    if cls is None:
+        return None
+    kwargs = {**(agent.get("observation_preprocessor_kwargs") or {}), "size": observation_space, "device": device}
+    return cls(**kwargs)
+
+
+def policy_model(
+    models: dict[str, Any], observation_space: gymnasium.Space, action_space: gymnasium.Space, device: str
+) -> Any:
+    """skrl's Gaussian policy (gaussian_model with the YAML's `models.policy` arguments)."""
+    from skrl.utils.model_instantiators.torch import gaussian_model
+
+    return gaussian_model(
+        observation_space=observation_space, action_space=action_space, device=device, **models["policy"]
+    )
+
+
+def value_model(
+    models: dict[str, Any], observation_space: gymnasium.Space, action_space: gymnasium.Space, device: str
+) -> Any:
+    """skrl's deterministic value model (deterministic_model with `models.value`)."""
+    from skrl.utils.model_instantiators.torch import deterministic_model
+
+    return deterministic_model(
+        observation_space=observation_space, action_space=action_space, device=device, **models["value"]
+    )
+
+
+def network_description(models: dict[str, Any]) -> dict[str, Any]:
+    """`units` and `activation` of the policy's first network, for checkpoint metadata."""
+    first = models["policy"]["network"][0]
+    return {"units": [int(u) for u in first["layers"]], "activation": str(first["activations"])}
+
+
+def spaces(num_obs: int, num_actions: int) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
+    """The task's observation and action spaces as a VecTask declares them."""
+    import numpy as np
+
+    observation = gymnasium.spaces.Box(-np.inf, np.inf, (num_obs,), dtype=np.float32)
+    return observation, gymnasium.spaces.Box(-1.0, 1.0, (num_actions,), dtype=np.float32)

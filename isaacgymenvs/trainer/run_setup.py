@@ -1,0 +1,47 @@
+"""What each PPO library's own trainer (rsl_rl, skrl) does before its first step, in one place:
+seed the generators, read the `checkpoint=` to resume, and refuse a resume with nothing left to train."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from isaacgymenvs import protocol
+from isaacgymenvs.errors import UserError
+
+
+def seed_everything(seed: int) -> None:
+    """The libraries draw their initial weights and action noise from torch's global generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def read_resume_checkpoint(cfg: DictConfig) -> dict:
+    """The checkpoint= dict, loaded without running code unless trust_checkpoint=True."""
+    path = Path(cfg.checkpoint)
+    if cfg.trust_checkpoint:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return protocol.read_checkpoint_dict(path)
+    except protocol.CheckpointRejected as err:
+        raise UserError(f"checkpoint={cfg.checkpoint} is not a usable checkpoint: {err}.") from None
+
+
+def max_iterations(cfg: DictConfig) -> int:
+    """max_iterations=, else the train config's: PPO iterations counted from the start of training."""
+    return int(cfg.max_iterations if cfg.max_iterations is not None else cfg.train.max_iterations)
+
+
+def refuse_finished(cfg: DictConfig, start: int, total: int) -> None:
+    """A resume at or past max_iterations has nothing to train (it counts all iterations, as rl_games' epochs)."""
+    if start >= total:
+        raise UserError(
+            f"{cfg.checkpoint} is at iteration {start} and max_iterations={total} counts all iterations "
+            "from the start, so nothing is left to train; pass a larger one, "
+            f"e.g. max_iterations={start + total}."
+        )
