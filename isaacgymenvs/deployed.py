@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from isaacgymenvs.errors import UserError
-from isaacgymenvs.policy import Policy, RslRlPolicy
+from isaacgymenvs.policy import Policy, RslRlPolicy, SkrlPolicy
 
 # rl_games' RunningMeanStd clamps normalised observations (and values before denormalising) to +-5.
 NORMALIZED_CLIP = 5.0
@@ -119,4 +119,48 @@ class DeployedRslRlPolicy(torch.nn.Module):
         )
 
 
-Deployed = DeployedPolicy | DeployedRslRlPolicy
+class DeployedSkrlPolicy(torch.nn.Module):
+    """skrl's policy as the player runs it: raw observations [B, num_obs] -> actions [B, num_actions].
+
+    The task's observation clip, skrl's RunningStandardScaler written out with its own arithmetic
+    ((obs - mean) / (sqrt(var) + eps), clipped to +-clip_threshold; skrl keeps mean and variance in
+    float64 and computes in float32, as here), the Gaussian model's `compute` (its network up to the
+    mean action, skrl's `mean_actions`), then the action clip the player and task apply. Values are
+    not offered: skrl's value model is a separate network.
+    """
+
+    with_values = False
+
+    def __init__(self, policy: SkrlPolicy, obs_clip: float, action_clip: float) -> None:
+        import copy
+
+        super().__init__()
+        self.network = copy.deepcopy(policy.model.policy)
+        pre = policy.model.observation_preprocessor
+        self.obs_clip, self.action_clip = float(obs_clip), float(action_clip)
+        self.normalize_input = pre is not None
+        self.register_buffer("obs_mean", pre.running_mean.float().clone() if pre is not None else torch.zeros(1))
+        self.register_buffer("obs_var", pre.running_variance.float().clone() if pre is not None else torch.ones(1))
+        self.obs_epsilon = float(pre.epsilon) if pre is not None else 0.0
+        self.normalized_clip = float(pre.clip_threshold) if pre is not None else 0.0
+        self.eval().requires_grad_(False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp(obs, -self.obs_clip, self.obs_clip)
+        if self.normalize_input:
+            x = (x - self.obs_mean) / (torch.sqrt(self.obs_var) + self.obs_epsilon)
+            x = torch.clamp(x, -self.normalized_clip, self.normalized_clip)
+        mean, _ = self.network.compute({"observations": x}, role="policy")
+        return torch.clamp(mean, -self.action_clip, self.action_clip)
+
+    def normalizer_text(self) -> str:
+        if not self.normalize_input:
+            return "none (the run trained without an observation_preprocessor)"
+        return (
+            "skrl's RunningStandardScaler of the checkpoint, inside the graph: clip(obs), "
+            f"(obs - mean) / (sqrt(var) + {self.obs_epsilon:g}), clipped to "
+            f"[-{self.normalized_clip:g}, {self.normalized_clip:g}]"
+        )
+
+
+Deployed = DeployedPolicy | DeployedRslRlPolicy | DeployedSkrlPolicy

@@ -10,7 +10,7 @@ exactly as the player does; neither file needs this project or rl_games to run:
     actions = torch.jit.load("exported/latest.pt")(torch.from_numpy(obs))
 
 The checkpoint is read through the player's path (protocol.load_checkpoint with weights_only, the
-player's policy of the run's library: rl_games' network or rsl_rl's actor), and all three files
+player's policy of the run's library: rl_games' network, rsl_rl's actor or skrl's policy), and all three files
 appear together or not at all. The JSON names the library that trained the policy.
 """
 
@@ -32,15 +32,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs import protocol
-from isaacgymenvs.deployed import Deployed, DeployedPolicy, DeployedRslRlPolicy
+from isaacgymenvs.deployed import Deployed, DeployedPolicy, DeployedRslRlPolicy, DeployedSkrlPolicy
 from isaacgymenvs.errors import UserError
 from isaacgymenvs.libraries import run_library
-from isaacgymenvs.policy import RslRlPolicy, make_policy
+from isaacgymenvs.policy import RslRlPolicy, SkrlPolicy, make_policy
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, RunDir
 from isaacgymenvs.tasks import make_task
 from isaacgymenvs.tasks.vec_task import VecTask
 
 EXPORT_DIR = "exported"
+# The train config's section that describes each library's networks (a run's config must have it).
+NETWORK_SECTION = {"rl_games": "params", "rsl_rl": "runner", "skrl": "models"}
 FORMAT_VERSION = 1
 # Exported and eager outputs must agree this closely on a check batch before any file is written.
 CHECK_TOLERANCE = 1e-5
@@ -89,7 +91,7 @@ def resolve_source(train_dir: str, experiment: str, checkpoint: str) -> tuple[Ru
 def run_config(run: RunDir) -> DictConfig:
     try:
         saved = protocol.read_params(run)  # bounded, and never through a link below the run
-        network = "runner" if run_library(saved) == "rsl_rl" else "params"  # the library's network section
+        network = NETWORK_SECTION[run_library(saved)]
         saved.task.name, saved.train[network]  # both sections must be there
     except Exception as err:  # missing, unreadable, not YAML, not ours: one message
         raise UserError(f"Run {run.name} has no usable params/config.yaml ({err}); is it a training run?") from None
@@ -329,6 +331,8 @@ def export_checkpoint(run: RunDir, checkpoint: Path, with_values: bool = False) 
     action_clip = min(1.0, task.clip_actions)
     if isinstance(policy, RslRlPolicy):
         module: Deployed = DeployedRslRlPolicy(policy, task.clip_obs, action_clip)
+    elif isinstance(policy, SkrlPolicy):
+        module = DeployedSkrlPolicy(policy, task.clip_obs, action_clip)
     else:
         module = DeployedPolicy(policy, task.clip_obs, action_clip, with_values)
 

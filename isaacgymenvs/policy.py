@@ -1,5 +1,6 @@
 """The trained policy of a run, rebuilt from its train config for inference only: rl_games' actor-critic
-(`Policy`) or rsl_rl's actor (`RslRlPolicy`, observation normaliser inside); `make_policy` picks one."""
+(`Policy`), rsl_rl's actor (`RslRlPolicy`, observation normaliser inside) or skrl's Gaussian policy with
+its observation preprocessor (`SkrlPolicy`); `make_policy` picks one."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from isaacgymenvs.protocol.checkpoints import network_mismatch
 
 def make_policy(
     library: str, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool
-) -> Policy | RslRlPolicy:
+) -> Policy:
     """The policy network of a run trained with `library` (a missing extra: one sentence, exit 2)."""
     if library == "rsl_rl":
         require(library)
         return RslRlPolicy(train_params, num_obs, num_actions, device, stochastic)
+    if library == "skrl":
+        require(library)
+        return SkrlPolicy(train_params, num_obs, num_actions, device, stochastic)
     return Policy(train_params, num_obs, num_actions, device, stochastic)
 
 
@@ -130,3 +134,43 @@ class RslRlPolicy(Policy):
         if self.stochastic:
             out["actions"] = self.model(groups, stochastic_output=True)
         return out
+
+
+class SkrlActor(torch.nn.Module):
+    """skrl's policy model and observation preprocessor as one module, so that one state dict
+    (`policy.<key>`, `observation_preprocessor.<key>`: protocol.policy_weights' skrl layout) loads both."""
+
+    def __init__(self, policy: torch.nn.Module, observation_preprocessor: torch.nn.Module | None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.observation_preprocessor = observation_preprocessor
+
+    def inputs(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What skrl's PPO.act passes its policy: the preprocessed observations (no states)."""
+        pre = self.observation_preprocessor
+        return {"observations": pre(obs) if pre is not None else obs}
+
+
+class SkrlPolicy(Policy):
+    """skrl's Gaussian policy and its observation preprocessor (RunningStandardScaler), built from
+    the run's `models` and `agent` config exactly as the trainer builds them; acts with the mean
+    (skrl's `mean_actions`) unless `stochastic`."""
+
+    library = "skrl"
+
+    def __init__(self, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool) -> None:
+        from isaacgymenvs import skrl_config
+
+        observation_space, action_space = skrl_config.spaces(num_obs, num_actions)
+        policy = skrl_config.policy_model(train_params["models"], observation_space, action_space, device)
+        preprocessor = skrl_config.observation_preprocessor(train_params["agent"], observation_space, device)
+        self.model = SkrlActor(policy, preprocessor)
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.stochastic = stochastic
+        self.num_actions = num_actions
+        self.loaded = False
+
+    def _forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        actions, outputs = self.model.policy.act(self.model.inputs(obs.to(self.device)), role="policy")
+        return {"mus": outputs["mean_actions"], "actions": actions}

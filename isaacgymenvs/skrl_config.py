@@ -84,9 +84,10 @@ def policy_model(
     """skrl's Gaussian policy (gaussian_model with the YAML's `models.policy` arguments)."""
     from skrl.utils.model_instantiators.torch import gaussian_model
 
-    return gaussian_model(
+    model = gaussian_model(
         observation_space=observation_space, action_space=action_space, device=device, **models["policy"]
     )
+    return materialized(model, observation_space, "policy")
 
 
 def value_model(
@@ -95,9 +96,23 @@ def value_model(
     """skrl's deterministic value model (deterministic_model with `models.value`)."""
     from skrl.utils.model_instantiators.torch import deterministic_model
 
-    return deterministic_model(
+    model = deterministic_model(
         observation_space=observation_space, action_space=action_space, device=device, **models["value"]
     )
+    return materialized(model, observation_space, "value")
+
+
+def materialized(model: Any, observation_space: gymnasium.Space, role: str) -> Any:
+    """The model with its layers' shapes fixed, as skrl's own Runner does before building an agent.
+
+    skrl's instantiators build lazy layers (nn.LazyLinear), whose weights have no shape until a first
+    forward pass: the optimizer, a state dict and a checkpoint check all need them. One pass on zeros
+    (not skrl's random samples) leaves torch's generator, and so the seeded run, as it was.
+    """
+    zeros = torch.zeros(1, *observation_space.shape, device=model.device)
+    with torch.no_grad():
+        model.init_state_dict({"observations": zeros}, role=role)
+    return model
 
 
 def network_description(models: dict[str, Any]) -> dict[str, Any]:
