@@ -136,7 +136,8 @@ def test_write_state_refuses_what_it_would_not_read(run):
 
     with pytest.raises(ValueError, match="unknown mode"):
         protocol.write_state(run, "follow")
-    with pytest.raises(ValueError, match=r"is not a \.pth file, rsl_rl's model_<it>\.pt or skrl's agent_<timestep>\.pt or .* inside"):
+    refused = r"is not a \.pth file, rsl_rl's model_<it>\.pt or skrl's agent_<timestep>\.pt or best_agent\.pt inside"
+    with pytest.raises(ValueError, match=refused):
         protocol.write_state(run, "manual", "../outside.pth")
     assert protocol.read_state(run) == (None, None)  # nothing was written
 
