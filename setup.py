@@ -1,9 +1,12 @@
 """Install: pip install -e .   (GPU physics: '.[gpu]'; mode=export: '.[export]'; library=rsl_rl: '.[rsl_rl]';
-tests: '.[test]')."""
+library=skrl: '.[skrl]'; tests: '.[test]')."""
 
 from setuptools import find_packages, setup
 
 RSL_RL = ["rsl-rl-lib==5.5.1"]  # library=rsl_rl (tensordict and GitPython come with it)
+# library=skrl: skrl's own requirements (gymnasium, packaging, tensorboard, tqdm) are ours or come with it;
+# tensorboardX (rl_games') writes the run's summaries.
+SKRL = ["skrl==2.1.1"]
 EXPORT = ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"]  # tested: 1.23.2, 0.7.2, 1.32.0
 
 setup(
@@ -45,6 +48,7 @@ setup(
         "gpu": ["mujoco-warp==4.0.0", "warp-lang==1.19.0"],
         "wandb": ["wandb>=0.19"],
         "rsl_rl": RSL_RL,
+        "skrl": SKRL,
         # mode=export and the panel's Export button: torch.onnx's exporter needs onnx + onnxscript; the
         # export is checked in onnxruntime before its files are written.
         "export": EXPORT,
@@ -61,8 +65,9 @@ setup(
             # tests/test_panel.py checks both import (our panel is isaacgymenvs.panel, never `panel`)
             "panel>=1.4",
             *EXPORT,
-            # tests/test_rsl_rl.py (skipped without it; ~35 s on a 2-core machine)
+            # tests/test_rsl_rl.py and tests/test_skrl.py (skipped without them)
             *RSL_RL,
+            *SKRL,
         ],
     },
 )

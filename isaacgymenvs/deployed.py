@@ -151,6 +151,8 @@ class DeployedSkrlPolicy(torch.nn.Module):
             x = (x - self.obs_mean) / (torch.sqrt(self.obs_var) + self.obs_epsilon)
             x = torch.clamp(x, -self.normalized_clip, self.normalized_clip)
         mean, _ = self.network.compute({"observations": x}, role="policy")
+        if hasattr(self.network, "_shared_output"):  # a shared model keeps its trunk's output for a value pass
+            self.network._shared_output = None  # there is none here, and torch.export refuses a stored tensor
         return torch.clamp(mean, -self.action_clip, self.action_clip)
 
     def normalizer_text(self) -> str:

@@ -1,8 +1,8 @@
 """skrl's PPO pieces from a run's train config (cfg/train/<Task>PPO_skrl.yaml), built one way for
 the trainer, the player and export, so that a checkpoint's entries always fit the player's modules.
 
-The YAML holds skrl's own keys: `models.policy` / `models.value` are the arguments of skrl's model
-instantiators (gaussian_model, deterministic_model) and `agent` is skrl's PPO_CFG, with class names
+The YAML holds skrl's own keys as skrl's Runner reads them: `models` (`separate`, and per role the
+`class` and the arguments of skrl's model instantiators) and `agent`, skrl's PPO_CFG with class names
 as strings (KLAdaptiveLR, RunningStandardScaler) and Isaac Lab's `rewards_shaper_scale`. What the
 YAML cannot hold (the spaces, the device, classes, a callable) is filled in here.
 """
@@ -78,31 +78,49 @@ def observation_preprocessor(
     return cls(**kwargs)
 
 
+# The roles a PPO agent needs and the skrl model class each must be (`models.<role>.class`).
+ROLES = {"policy": "GaussianMixin", "value": "DeterministicMixin"}
+
+
+def agent_models(
+    models: dict[str, Any], observation_space: gymnasium.Space, action_space: gymnasium.Space, device: str
+) -> dict[str, Any]:
+    """skrl's policy and value models as skrl's own Runner builds them from the same YAML.
+
+    `models.separate: false` (rl_games' actor_critic with `separate: False`): one network with a
+    policy and a value head (skrl's shared_model; both roles are the same module, so a checkpoint's
+    `policy` entry holds the value head too). `true`: gaussian_model and deterministic_model.
+    """
+    from skrl.utils.model_instantiators.torch import deterministic_model, gaussian_model, shared_model
+
+    roles = {}
+    for role, expected in ROLES.items():
+        section = dict(models[role])
+        given = section.pop("class", None)
+        if given != expected:
+            raise UserError(f"train.models.{role}.class={given} is not offered; skrl's PPO here needs {expected}.")
+        roles[role] = section
+    spaces = {"observation_space": observation_space, "action_space": action_space, "device": device}
+    if models.get("separate", True):
+        built = {"policy": gaussian_model(**spaces, **roles["policy"]),
+                 "value": deterministic_model(**spaces, **roles["value"])}  # fmt: skip
+    else:
+        structure, parameters = list(ROLES.values()), list(roles.values())
+        shared = shared_model(**spaces, structure=structure, roles=list(ROLES), parameters=parameters)
+        built = {"policy": shared, "value": shared}
+    for role, model in built.items():
+        materialized(model, observation_space, role)
+    return built
+
+
 def policy_model(
     models: dict[str, Any], observation_space: gymnasium.Space, action_space: gymnasium.Space, device: str
 ) -> Any:
-    """skrl's Gaussian policy (gaussian_model with the YAML's `models.policy` arguments)."""
-    from skrl.utils.model_instantiators.torch import gaussian_model
-
-    model = gaussian_model(
-        observation_space=observation_space, action_space=action_space, device=device, **models["policy"]
-    )
-    return materialized(model, observation_space, "policy")
+    """The policy role of `agent_models` (the whole network when it is shared with the value)."""
+    return agent_models(models, observation_space, action_space, device)["policy"]
 
 
-def value_model(
-    models: dict[str, Any], observation_space: gymnasium.Space, action_space: gymnasium.Space, device: str
-) -> Any:
-    """skrl's deterministic value model (deterministic_model with `models.value`)."""
-    from skrl.utils.model_instantiators.torch import deterministic_model
-
-    model = deterministic_model(
-        observation_space=observation_space, action_space=action_space, device=device, **models["value"]
-    )
-    return materialized(model, observation_space, "value")
-
-
-def materialized(model: Any, observation_space: gymnasium.Space, role: str) -> Any:
+def materialized(model: Any, observation_space: gymnasium.Space, role: str) -> None:
     """The model with its layers' shapes fixed, as skrl's own Runner does before building an agent.
 
     skrl's instantiators build lazy layers (nn.LazyLinear), whose weights have no shape until a first
@@ -112,7 +130,8 @@ def materialized(model: Any, observation_space: gymnasium.Space, role: str) -> A
     zeros = torch.zeros(1, *observation_space.shape, device=model.device)
     with torch.no_grad():
         model.init_state_dict({"observations": zeros}, role=role)
-    return model
+    if hasattr(model, "_shared_output"):  # a shared model keeps a policy pass's trunk output for the value's
+        model._shared_output = None
 
 
 def network_description(models: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from tests.conftest import run_cli
+from tests.conftest import Lines, run_cli, start_cli
 
 pytest.importorskip("skrl", reason="skrl is not installed (pip install -e '.[skrl]')")
 
@@ -89,8 +89,7 @@ def skrl_agent(cfg, task, checkpoint):
 
     models, agent = OmegaConf.to_container(cfg.train.models), OmegaConf.to_container(cfg.train.agent)
     spaces = {"observation_space": task.observation_space, "action_space": task.action_space}
-    networks = {"policy": skrl_config.policy_model(models, *spaces.values(), "cpu"),
-                "value": skrl_config.value_model(models, *spaces.values(), "cpu")}  # fmt: skip
+    networks = skrl_config.agent_models(models, *spaces.values(), "cpu")
     ppo = PPO(models=networks, device="cpu", cfg=skrl_config.ppo_config(agent, task.observation_space, "cpu"), **spaces)
     ppo.load(str(checkpoint))
     return ppo
@@ -242,16 +241,38 @@ def test_resume_continues_the_iterations_and_skrl_s_timesteps(runs):
     assert json.loads(resumed.latest_manifest.read_text())["epoch"] == total
     assert {p.name for p in resumed.nn.glob("agent_*.pt")} == {f"agent_{total * ROLLOUTS}.pt"}
 
-    done = run_cli("task=Cartpole", "library=skrl", f"max_iterations={ITERATIONS}", "sim_device=cpu",
-                   f"checkpoint={run.latest_checkpoint}", cwd=runs["parent"])  # fmt: skip
-    assert done.returncode == 2
-    assert f"is at iteration {ITERATIONS} and max_iterations={ITERATIONS} counts all iterations" in done.stderr
 
-    foreign = run_cli("task=Cartpole", "library=skrl", "sim_device=cpu",
-                      f"checkpoint={runs['rl_games'][0].latest_checkpoint}", cwd=runs["parent"])  # fmt: skip
-    assert foreign.returncode == 2
-    assert "is an rl_games checkpoint and this run's policy is an skrl one" in foreign.stderr
-    assert "Traceback" not in foreign.stderr + done.stderr
+@pytest.mark.slow
+def test_a_resume_with_nothing_left_or_of_the_other_library_is_one_sentence(runs, capsys):
+    from isaacgymenvs.cli import main
+
+    train_dir = f"train_dir={runs['parent'] / 'refused'}"
+    args = ["task=Cartpole", "library=skrl", "sim_device=cpu", train_dir]
+    assert main([*args, f"max_iterations={ITERATIONS}", f"checkpoint={runs['skrl'][0].latest_checkpoint}"]) == 2
+    done = capsys.readouterr().err
+    assert f"is at iteration {ITERATIONS} and max_iterations={ITERATIONS} counts all iterations" in done
+    assert main([*args, f"checkpoint={runs['rl_games'][0].latest_checkpoint}"]) == 2
+    foreign = capsys.readouterr().err
+    assert "is an rl_games checkpoint and this run's policy is an skrl one" in foreign
+    assert len((done + foreign).strip().splitlines()) == 2  # one sentence each, no traceback
+    assert not (runs["parent"] / "refused").exists()  # refused before a run directory is written
+
+
+@pytest.mark.slow
+def test_sigterm_publishes_the_last_finished_iteration(tmp_path):
+    import signal
+
+    trainer = start_cli("task=Cartpole", "library=skrl", f"num_envs={ENVS}", "max_iterations=100000",
+                        "checkpoint_save_freq=1000", "sim_device=cpu", "rl_device=cpu", cwd=tmp_path)  # fmt: skip
+    lines = Lines(trainer)
+    lines.wait_for("epoch 3/100000", 120)
+    trainer.send_signal(signal.SIGTERM)  # what `kill`, SLURM preemption and container stops send
+    assert trainer.wait(timeout=60) == 128 + signal.SIGTERM
+    output = lines.rest()
+    last = progress_epochs(output, 100000)[-1]
+    (manifest,) = tmp_path.glob("runs/Cartpole_*/nn/latest.json")
+    assert json.loads(manifest.read_text())["epoch"] == last  # no publish was due (freq 1000): this is the last one
+    assert "Published latest.pth 1 times" in output and "Traceback" not in output
 
 
 def test_skrl_checkpoints_are_told_apart_by_their_keys():

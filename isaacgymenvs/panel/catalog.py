@@ -1,5 +1,5 @@
-"""What the panel lists: every checkpoint of a run (*.pth, and rsl_rl's own model_<it>.pt), newest
-first, validated once per file version.
+"""What the panel lists: every checkpoint of a run (*.pth, rsl_rl's own model_<it>.pt, skrl's own
+agent_<timestep>.pt and best_agent.pt), newest first, validated once per file version.
 
 Validation loads each file with torch.load(weights_only=True) and checks task and shapes, so torn
 or foreign files are marked and cannot be chosen. Results are cached by file identity (inode,
@@ -126,8 +126,8 @@ class CheckpointCatalog:
         self.unchecked = 0  # files listed by the last scan but not checked yet
 
     def scan(self, budget: float = SCAN_BUDGET_SECONDS) -> list[CheckpointEntry]:
-        """All checkpoints in nn/ (*.pth, rsl_rl's model_<it>.pt), newest first (by modification time,
-        never by name).
+        """All checkpoints in nn/ (*.pth, rsl_rl's model_<it>.pt, skrl's agent files), newest first (by
+        modification time, never by name).
 
         Listing is cheap; checking a file means loading it. Files are checked newest first for at
         most `budget` seconds a scan; the others are listed at once as UNCHECKED (their epoch and
@@ -189,7 +189,7 @@ class CheckpointCatalog:
         named_epoch, named_reward = protocol.rl_games_name_fields(path.name)  # also for files that fail to load
         if named_epoch is None:  # rsl_rl's model_<it>.pt: iteration <it> finished, epoch it + 1
             named_epoch = protocol.rsl_rl_name_epoch(path.name)
-        epoch = named_epoch if named_epoch is not None else epoch
+        epoch = named_epoch if named_epoch is not None else epoch  # skrl's files: from their metadata
         reward = named_reward if named_reward is not None else reward
         return CheckpointEntry(path.name, f"nn/{path.name}", st.st_size, st.st_mtime, epoch, reward, problem)
 

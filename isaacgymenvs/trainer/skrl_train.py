@@ -240,10 +240,7 @@ def make_agent(cfg: DictConfig, env: SkrlVecEnv, run: RunDir, max_iterations: in
     observation_space, action_space = env.observation_space, env.action_space
     ppo_cfg = skrl_config.ppo_config(agent, observation_space, device)
     with quiet_skrl():
-        networks = {
-            "policy": skrl_config.policy_model(models, observation_space, action_space, device),
-            "value": skrl_config.value_model(models, observation_space, action_space, device),
-        }
+        networks = skrl_config.agent_models(models, observation_space, action_space, device)
         memory = RandomMemory(memory_size=int(ppo_cfg.rollouts), num_envs=env.num_envs, device=device)
         return PublishingPPO(
             run=run, config=cfg, env=env, max_iterations=max_iterations, models=networks, memory=memory,
