@@ -3,7 +3,8 @@ the trainer, the player and export, so that a checkpoint's entries always fit th
 
 The YAML holds skrl's own keys as skrl's Runner reads them: `models` (`separate`, and per role the
 `class` and the arguments of skrl's model instantiators) and `agent`, skrl's PPO_CFG with class names
-as strings (KLAdaptiveLR, RunningStandardScaler) and Isaac Lab's `rewards_shaper_scale`. What the
+as strings (KLAdaptiveLR, RunningStandardScaler), Isaac Lab's `rewards_shaper_scale` and our
+`mini_batches_cpu` (the mini-batches when training on the CPU, see the YAML). What the
 YAML cannot hold (the spaces, the device, classes, a callable) is filled in here.
 """
 
@@ -52,6 +53,9 @@ def ppo_config(agent: dict[str, Any], observation_space: gymnasium.Space, device
     from skrl.agents.torch.ppo import PPO_CFG
 
     values = copy.deepcopy(agent)
+    cpu_mini_batches = values.pop("mini_batches_cpu", None)
+    if cpu_mini_batches is not None and torch.device(device).type == "cpu":
+        values["mini_batches"] = cpu_mini_batches
     scheduler = values.get("learning_rate_scheduler")
     values["learning_rate_scheduler"] = skrl_class(scheduler, "learning_rate_scheduler")
     values["learning_rate_scheduler_kwargs"] = values.get("learning_rate_scheduler_kwargs") or {}
