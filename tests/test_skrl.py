@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from tests.conftest import Lines, run_cli, start_cli
+from tests.conftest import REPO, Lines, run_cli, start_cli
 
 pytest.importorskip("skrl", reason="skrl is not installed (pip install -e '.[skrl]')")
 
@@ -287,3 +287,14 @@ def test_skrl_checkpoints_are_told_apart_by_their_keys():
     assert model_sizes(weights, "agent_16.pt", "skrl") == (4, 1)
     with pytest.raises(protocol.CheckpointRejected, match="is an skrl checkpoint and this run's policy is an rsl_rl"):
         model_weights(ckpt, "agent_16.pt", "rsl_rl")
+
+
+def test_mini_batches_cpu_applies_only_when_training_on_the_cpu():
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs import skrl_config
+
+    agent = OmegaConf.to_container(OmegaConf.load(REPO / "cfg" / "train" / "AntPPO_skrl.yaml").agent)
+    space = skrl_config.spaces(60, 8)[0]
+    assert skrl_config.ppo_config(agent, space, "cpu").mini_batches == agent["mini_batches_cpu"] == 1
+    assert skrl_config.ppo_config(agent, space, "cuda:0").mini_batches == agent["mini_batches"] == 2
