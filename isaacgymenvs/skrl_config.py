@@ -105,16 +105,40 @@ def agent_models(
             raise UserError(f"train.models.{role}.class={given} is not offered; skrl's PPO here needs {expected}.")
         roles[role] = section
     spaces = {"observation_space": observation_space, "action_space": action_space, "device": device}
-    if models.get("separate", True):
-        built = {"policy": gaussian_model(**spaces, **roles["policy"]),
-                 "value": deterministic_model(**spaces, **roles["value"])}  # fmt: skip
-    else:
-        structure, parameters = list(ROLES.values()), list(roles.values())
-        shared = shared_model(**spaces, structure=structure, roles=list(ROLES), parameters=parameters)
-        built = {"policy": shared, "value": shared}
-    for role, model in built.items():
-        materialized(model, observation_space, role)
+    try:
+        if models.get("separate", True):
+            built = {"policy": gaussian_model(**spaces, **roles["policy"]),
+                     "value": deterministic_model(**spaces, **roles["value"])}  # fmt: skip
+        else:
+            structure, parameters = list(ROLES.values()), list(roles.values())
+            shared = shared_model(**spaces, structure=structure, roles=list(ROLES), parameters=parameters)
+            built = {"policy": shared, "value": shared}
+        for role, model in built.items():
+            materialized(model, observation_space, role)
+    except (KeyError, ValueError, TypeError, SyntaxError, NameError, RuntimeError) as err:
+        # the instantiators turn the YAML into Python source: a wrong key or layer fails in there
+        raise UserError(f"train.models is not a model config skrl can build ({type(err).__name__}: {err}).") from None
     return built
+
+
+def check(train: dict[str, Any], device: str) -> None:
+    """The train config's `models` and `agent` build in skrl (on stand-in spaces), so that a mistake in
+    them is one sentence before the run directory is written."""
+    observation_space, action_space = spaces(2, 1)
+    agent = ppo_config(train["agent"], observation_space, device)
+    agent_models(train["models"], observation_space, action_space, device)
+    from skrl.agents.torch.base import ExperimentCfg
+
+    try:
+        experiment = ExperimentCfg(**agent.experiment) if isinstance(agent.experiment, dict) else agent.experiment
+    except TypeError as err:
+        raise UserError(f"train.agent.experiment is not skrl's experiment config ({err}).") from None
+    interval = experiment.checkpoint_interval
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        raise UserError(
+            f"train.agent.experiment.checkpoint_interval={interval} must be a number of env steps per env "
+            f"(a multiple of rollouts={agent.rollouts}; 0: no agent_<timestep>.pt files)."
+        )
 
 
 def policy_model(

@@ -298,3 +298,20 @@ def test_mini_batches_cpu_applies_only_when_training_on_the_cpu():
     space = skrl_config.spaces(60, 8)[0]
     assert skrl_config.ppo_config(agent, space, "cpu").mini_batches == agent["mini_batches_cpu"] == 1
     assert skrl_config.ppo_config(agent, space, "cuda:0").mini_batches == agent["mini_batches"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "sentence"),
+    [
+        ("+train.agent.bogus=1", "train.agent is not skrl's PPO config"),
+        ("train.models.policy.class=Foo", "train.models.policy.class=Foo is not offered"),
+        ("train.agent.experiment.checkpoint_interval=auto", "checkpoint_interval=auto must be a number"),
+    ],
+)
+def test_a_train_config_skrl_cannot_use_is_one_sentence_before_any_file(tmp_path, capsys, override, sentence):
+    from isaacgymenvs.cli import main
+
+    code = main(["task=Cartpole", "library=skrl", "sim_device=cpu", f"train_dir={tmp_path / 'runs'}", override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"Error: {sentence}") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()

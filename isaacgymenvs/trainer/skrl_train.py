@@ -86,12 +86,6 @@ class PublishingPPO(PPO):
 
     def __init__(self, *, run: RunDir, config: DictConfig, env: SkrlVecEnv, max_iterations: int, **ppo) -> None:
         super().__init__(**ppo)  # skrl's own arguments (models, memory, spaces, device, cfg: its PPO_CFG)
-        interval = self.cfg.experiment.checkpoint_interval
-        if isinstance(interval, bool) or not isinstance(interval, int):
-            raise UserError(
-                f"train.agent.experiment.checkpoint_interval={interval} must be a number of timesteps "
-                f"(a multiple of rollouts={self.cfg.rollouts}; 0: no agent_<timestep>.pt files)."
-            )
         self.run, self.env, self.max_iterations = run, env, max_iterations
         self.freq = int(config.checkpoint_save_freq)
         self.publisher = CheckpointPublisher(run)
@@ -254,6 +248,8 @@ def train_skrl(cfg: DictConfig) -> RunDir:
     ckpt = read_resume_checkpoint(cfg) if cfg.checkpoint else None
     start = resume_epoch(ckpt) if ckpt is not None else 0
     refuse_finished(cfg, start, max_iterations)
+    with quiet_skrl():
+        skrl_config.check(OmegaConf.to_container(cfg.train, resolve=True), cfg.rl_device)
     wandb = [o for o in logging_observers(cfg) if isinstance(o, WandbObserver)]  # checked before any file
     seed_everything(int(cfg.seed))
     run, lock = open_run_for_writing(cfg)
