@@ -305,7 +305,7 @@ def test_mini_batches_cpu_applies_only_when_training_on_the_cpu():
     [
         ("+train.agent.bogus=1", "train.agent is not skrl's PPO config"),
         ("train.models.policy.class=Foo", "train.models.policy.class=Foo is not offered"),
-        ("train.agent.experiment.checkpoint_interval=auto", "checkpoint_interval=auto must be a number"),
+        ("train.agent.experiment.checkpoint_interval=auto", "train.agent.experiment.checkpoint_interval=auto must be"),
     ],
 )
 def test_a_train_config_skrl_cannot_use_is_one_sentence_before_any_file(tmp_path, capsys, override, sentence):
@@ -315,3 +315,19 @@ def test_a_train_config_skrl_cannot_use_is_one_sentence_before_any_file(tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith(f"Error: {sentence}") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("library", "train", "picks"), [("skrl", "AntPPO", "AntPPO_skrl"), ("rl_games", "AntPPO_skrl", "AntPPO")]
+)
+def test_a_train_config_of_another_library_names_the_file_library_picks(library, train, picks):
+    from isaacgymenvs.config import load_config
+    from isaacgymenvs.errors import UserError
+
+    wrong = "rl_games" if library == "skrl" else "skrl"
+    with pytest.raises(UserError) as refused:
+        load_config(["task=Ant", f"library={library}", f"train={train}", "sim_device=cpu"])
+    assert str(refused.value) == (
+        f"library={library} but the train config is for {wrong}; drop train= "
+        f"(library={library} picks cfg/train/<Task>PPO{picks.removeprefix('AntPPO')}.yaml)."
+    )
