@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "isaacgymenvs"
 # reaches nothing but errors, and the entry points sit on top.
 RANKS = {
     "errors": 0, "signals": 0, "console": 0,
-    "display": 1, "gl": 1, "protocol": 1, "physics": 1, "libraries": 1,
+    "display": 1, "gl": 1, "protocol": 1, "physics": 1, "libraries": 1, "skrl_config": 1,
     "tasks": 2,
     "policy": 3, "config": 3,
     "deployed": 4,
