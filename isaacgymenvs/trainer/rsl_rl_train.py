@@ -27,14 +27,13 @@ from isaacgymenvs import protocol
 from isaacgymenvs.errors import RunFailed, UserError
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import make_task
-from isaacgymenvs.trainer.observers import WandbObserver
 from isaacgymenvs.trainer.progress import format_progress
 from isaacgymenvs.trainer.publisher import CheckpointPublisher, HostSnapshot
 from isaacgymenvs.trainer.rlgames_io import guard_summary_writer
 from isaacgymenvs.trainer.rsl_rl_env import RslRlVecEnv
 from isaacgymenvs.trainer.run_setup import max_iterations as total_iterations
-from isaacgymenvs.trainer.run_setup import read_resume_checkpoint, refuse_finished, seed_everything
-from isaacgymenvs.trainer.train import logging_observers, open_run_for_writing, summary_lines
+from isaacgymenvs.trainer.run_setup import open_library_run, read_resume_checkpoint, refuse_finished
+from isaacgymenvs.trainer.train import summary_lines
 
 LIBRARY = "rsl_rl"
 
@@ -178,12 +177,7 @@ def train_rsl_rl(cfg: DictConfig) -> RunDir:
     ckpt = read_resume_checkpoint(cfg) if cfg.checkpoint else None
     start = resume_epoch(ckpt) if ckpt is not None else 0
     refuse_finished(cfg, start, max_iterations)
-    wandb = [o for o in logging_observers(cfg) if isinstance(o, WandbObserver)]  # checked before any file
-    seed_everything(int(cfg.seed))
-    run, lock = open_run_for_writing(cfg)
-    print(f"Training will save to: {run.root}", flush=True)
-    for observer in wandb:
-        observer.before_init(cfg.task.name, None, run.name)  # W&B mirrors the TensorBoard scalars
+    run, lock = open_library_run(cfg)
     started = time.monotonic()
     runner = None
     try:

@@ -1,10 +1,12 @@
 """What each PPO library's own trainer (rsl_rl, skrl) does before its first step, in one place:
-seed the generators, read the `checkpoint=` to resume, and refuse a resume with nothing left to train."""
+seed the generators, read the `checkpoint=` to resume, refuse a resume with nothing left to train,
+and open the run directory as the rl_games path does."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from omegaconf import DictConfig
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from isaacgymenvs.protocol import RunDir
+from isaacgymenvs.trainer.observers import WandbObserver
+from isaacgymenvs.trainer.train import logging_observers, open_run_for_writing
 
 
 def seed_everything(seed: int) -> None:
@@ -45,3 +50,18 @@ def refuse_finished(cfg: DictConfig, start: int, total: int) -> None:
             "from the start, so nothing is left to train; pass a larger one, "
             f"e.g. max_iterations={start + total}."
         )
+
+
+def open_library_run(cfg: DictConfig) -> tuple[RunDir, Any]:
+    """Seed, then write the run directory and take its lock; returns (run, lock), the lock to release.
+
+    W&B's settings are checked before any file is written (a wrong one costs no run directory); its
+    run starts once the directory exists, and mirrors the library's TensorBoard scalars.
+    """
+    wandb = [o for o in logging_observers(cfg) if isinstance(o, WandbObserver)]
+    seed_everything(int(cfg.seed))
+    run, lock = open_run_for_writing(cfg)
+    print(f"Training will save to: {run.root}", flush=True)
+    for observer in wandb:
+        observer.before_init(cfg.task.name, None, run.name)
+    return run, lock

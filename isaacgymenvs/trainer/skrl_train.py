@@ -32,14 +32,13 @@ from isaacgymenvs import protocol, skrl_config
 from isaacgymenvs.errors import RunFailed, UserError
 from isaacgymenvs.protocol import RunDir
 from isaacgymenvs.tasks import make_task
-from isaacgymenvs.trainer.observers import WandbObserver
 from isaacgymenvs.trainer.progress import format_progress
 from isaacgymenvs.trainer.publisher import CheckpointPublisher, HostSnapshot
 from isaacgymenvs.trainer.rlgames_io import guard_summary_writer
 from isaacgymenvs.trainer.run_setup import max_iterations as total_iterations
-from isaacgymenvs.trainer.run_setup import read_resume_checkpoint, refuse_finished, seed_everything
+from isaacgymenvs.trainer.run_setup import open_library_run, read_resume_checkpoint, refuse_finished
 from isaacgymenvs.trainer.skrl_env import SkrlVecEnv
-from isaacgymenvs.trainer.train import logging_observers, open_run_for_writing, summary_lines
+from isaacgymenvs.trainer.train import summary_lines
 
 LIBRARY = "skrl"
 GAMES_TO_TRACK = 100  # the mean reward is over the last 100 finished episodes, as rl_games' games_to_track
@@ -250,12 +249,7 @@ def train_skrl(cfg: DictConfig) -> RunDir:
     refuse_finished(cfg, start, max_iterations)
     with quiet_skrl():
         skrl_config.check(OmegaConf.to_container(cfg.train, resolve=True), cfg.rl_device)
-    wandb = [o for o in logging_observers(cfg) if isinstance(o, WandbObserver)]  # checked before any file
-    seed_everything(int(cfg.seed))
-    run, lock = open_run_for_writing(cfg)
-    print(f"Training will save to: {run.root}", flush=True)
-    for observer in wandb:
-        observer.before_init(cfg.task.name, None, run.name)  # W&B mirrors the TensorBoard scalars
+    run, lock = open_library_run(cfg)
     started = time.monotonic()
     agent = None
     try:
