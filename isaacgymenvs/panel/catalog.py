@@ -130,8 +130,8 @@ class CheckpointCatalog:
         modification time, never by name).
 
         Listing is cheap; checking a file means loading it. Files are checked newest first for at
-        most `budget` seconds a scan; the others are listed at once as UNCHECKED (their epoch and
-        reward from the file name) and checked by the next scans (`unchecked` says how many are
+        most `budget` seconds a scan (and at least one); the others are listed at once as UNCHECKED
+        (their epoch and reward from the file name) and checked by the next scans (`unchecked` says how many are
         left): with 10,000 files the list stayed empty for 50-57 s while every file was loaded.
         """
         if not self.unchecked:  # once per full scan, not again for each batch of a large folder
@@ -147,16 +147,17 @@ class CheckpointCatalog:
             reverse=True,
         )
         deadline = time.monotonic() + budget
-        entries, self.unchecked = [], 0
+        entries, self.unchecked, checked = [], 0, 0
         for name, st in listed:
             path = self.run.nn / name
             identity = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._cache.get(name)
             if cached is None or cached[0] != identity:
-                if time.monotonic() > deadline:
+                if checked and time.monotonic() > deadline:  # at least one a scan: a slow machine gets there
                     self.unchecked += 1
                     entries.append(self._entry(path, st, None, None, UNCHECKED))
                     continue
+                checked += 1
                 cached = (identity, self._validate(path, st))
                 self._cache[name] = cached
             entries.append(cached[1])
