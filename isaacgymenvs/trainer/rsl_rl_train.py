@@ -32,7 +32,7 @@ from isaacgymenvs.trainer.publisher import CheckpointPublisher, HostSnapshot
 from isaacgymenvs.trainer.rlgames_io import guard_summary_writer
 from isaacgymenvs.trainer.rsl_rl_env import RslRlVecEnv
 from isaacgymenvs.trainer.run_setup import max_iterations as total_iterations
-from isaacgymenvs.trainer.run_setup import open_library_run, read_resume_checkpoint, refuse_finished
+from isaacgymenvs.trainer.run_setup import open_library_run, read_resume_checkpoint, record_iteration, refuse_finished
 from isaacgymenvs.trainer.train import summary_lines
 
 LIBRARY = "rsl_rl"
@@ -121,12 +121,7 @@ class PublishingRunner(OnPolicyRunner):
         shown = math.nan if reward is None else reward
         print(format_progress(epoch, self.max_iterations, rate, shown, elapsed, eta), flush=True)
         frame = epoch * self.steps_per_iteration
-        for name, value in self.env.take_reward_terms().items():
-            self.logger.writer.add_scalar(f"reward_terms/{name}", value, frame)
-        try:
-            protocol.append_metrics(self.run, epoch, frame, reward, time.time())
-        except OSError as err:
-            print(f"Warning: could not append to {self.run.metrics_file} ({err})", flush=True)
+        record_iteration(self.run, self.logger.writer, epoch, frame, reward, self.env.take_reward_terms())
         if epoch % self.freq == 0:
             self.publish(epoch)
 

@@ -1,10 +1,11 @@
-"""What each PPO library's own trainer (rsl_rl, skrl) does before its first step, in one place:
-seed the generators, read the `checkpoint=` to resume, refuse a resume with nothing left to train,
-and open the run directory as the rl_games path does."""
+"""What each PPO library's own trainer (rsl_rl, skrl) does as the rl_games path does, in one place:
+before its first step, seed the generators, read the `checkpoint=` to resume, refuse a resume with
+nothing left to train and open the run directory; after each iteration, record it."""
 
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,14 @@ def open_library_run(cfg: DictConfig) -> tuple[RunDir, Any]:
     for observer in wandb:
         observer.before_init(cfg.task.name, None, run.name)
     return run, lock
+
+
+def record_iteration(run: RunDir, writer: Any, epoch: int, frame: int, reward: float | None, terms: dict) -> None:
+    """After a PPO iteration: the reward terms to TensorBoard (tensorboardX's `writer`, under the tags the
+    rl_games observer uses) and one line of metrics.csv; a full disk is a warning, not a crash."""
+    for name, value in terms.items():
+        writer.add_scalar(f"reward_terms/{name}", value, frame)
+    try:
+        protocol.append_metrics(run, epoch, frame, reward, time.time())
+    except OSError as err:
+        print(f"Warning: could not append to {run.metrics_file} ({err})", flush=True)
