@@ -15,13 +15,10 @@ def make_policy(
     library: str, train_params: dict, num_obs: int, num_actions: int, device: str, stochastic: bool
 ) -> Policy:
     """The policy network of a run trained with `library` (a missing extra: one sentence, exit 2)."""
-    if library == "rsl_rl":
+    cls = {"rsl_rl": RslRlPolicy, "skrl": SkrlPolicy}.get(library, Policy)
+    if cls is not Policy:  # rl_games is always installed; the others come with an extra
         require(library)
-        return RslRlPolicy(train_params, num_obs, num_actions, device, stochastic)
-    if library == "skrl":
-        require(library)
-        return SkrlPolicy(train_params, num_obs, num_actions, device, stochastic)
-    return Policy(train_params, num_obs, num_actions, device, stochastic)
+    return cls(train_params, num_obs, num_actions, device, stochastic)
 
 
 class Policy:
@@ -43,6 +40,10 @@ class Policy:
                 "normalize_input": bool(config["normalize_input"]),
             }
         )
+        self._adopt(device, stochastic, num_actions)
+
+    def _adopt(self, device: str, stochastic: bool, num_actions: int) -> None:
+        """Move the freshly built `self.model` to `device` for inference; no weights yet (zeros until load)."""
         self.model.to(device).eval()
         self.device = torch.device(device)
         self.stochastic = stochastic
@@ -119,11 +120,7 @@ class RslRlPolicy(Policy):
         actor_class, actor_cfg = resolve_class(runner["actor"])
         obs = TensorDict({"policy": torch.zeros(1, num_obs)}, batch_size=[1])
         self.model = actor_class(obs, runner["obs_groups"], "actor", num_actions, **actor_cfg)
-        self.model.to(device).eval()
-        self.device = torch.device(device)
-        self.stochastic = stochastic
-        self.num_actions = num_actions
-        self.loaded = False
+        self._adopt(device, stochastic, num_actions)
 
     def _forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         from tensordict import TensorDict
@@ -165,11 +162,7 @@ class SkrlPolicy(Policy):
         policy = skrl_config.policy_model(train_params["models"], observation_space, action_space, device)
         preprocessor = skrl_config.observation_preprocessor(train_params["agent"], observation_space, device)
         self.model = SkrlActor(policy, preprocessor)
-        self.model.to(device).eval()
-        self.device = torch.device(device)
-        self.stochastic = stochastic
-        self.num_actions = num_actions
-        self.loaded = False
+        self._adopt(device, stochastic, num_actions)
 
     def _forward(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         actions, outputs = self.model.policy.act(self.model.inputs(obs.to(self.device)), role="policy")
