@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -60,9 +61,28 @@ def exit_within(code: int, grace_s: float | None = None) -> None:
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, force)
+    threading.excepthook = _quiet_daemon_threads(threading.excepthook)
     timer = threading.Timer(grace_s, force)
     timer.daemon = True
     timer.start()
+
+
+def _quiet_daemon_threads(
+    previous: Callable[[threading.ExceptHookArgs], object],
+) -> Callable[[threading.ExceptHookArgs], None]:
+    """An excepthook that drops what a library's daemon thread raises while the stopped process ends.
+
+    Once the final policy is published the process tears down under such threads (tensorboardX's
+    event writer, on a busy CI machine), and one that fails half-way prints 'Exception in thread
+    Thread-1' after our one-line stop message. Non-daemon threads still report as before.
+    """
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.daemon:
+            return
+        previous(args)
+
+    return hook
 
 
 class StopOnSignal:

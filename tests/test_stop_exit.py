@@ -48,3 +48,33 @@ def test_a_second_stop_signal_ends_a_stuck_exit_at_once(tmp_path):
     assert proc.poll() is None  # stuck, as without the forced exit
     proc.send_signal(signal.SIGINT)  # a second Ctrl+C
     assert proc.wait(timeout=15) == 128 + signal.SIGTERM  # the first stop's exit code
+
+
+# After the stop is handled, a library's daemon thread fails as the process tears down under it
+# (CI saw tensorboardX's writer print 'Exception in thread Thread-1' after the stop message).
+DAEMON_FAILS_AFTER_STOP = """
+import signal, sys, threading
+import isaacgymenvs.config as config
+from isaacgymenvs import cli, signals
+
+def stopped(argv):
+    raise signals.StopRequested(signal.SIGTERM)
+
+def fails():
+    raise RuntimeError("torn down")
+
+config.load_config = stopped
+code = cli.main(["task=Cartpole"])
+for daemon in (True, False):
+    thread = threading.Thread(target=fails, daemon=daemon, name="library-daemon" if daemon else "our-worker")
+    thread.start()
+    thread.join()
+sys.exit(code)
+"""
+
+
+def test_a_library_daemon_thread_failing_after_a_stop_prints_nothing_but_ours_still_reports(tmp_path):
+    done = run_command([sys.executable, "-c", DAEMON_FAILS_AFTER_STOP], cwd=tmp_path, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM
+    assert done.stderr.startswith("Stopped by SIGTERM.\n"), done.stderr
+    assert "library-daemon" not in done.stderr and "Exception in thread our-worker" in done.stderr, done.stderr
