@@ -8,6 +8,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from isaacgymenvs.player.loop import MAX_STEPS_PER_FRAME, PlayerLoop
@@ -182,3 +183,30 @@ def test_a_frame_of_many_envs_draws_one_floor_and_every_envs_other_geoms(make_cf
         one, three = drawn_types(task, 1), drawn_types(task, 3)
         assert one.count(mujoco.mjtGeom.mjGEOM_PLANE) == three.count(mujoco.mjtGeom.mjGEOM_PLANE) == 1, name
         assert len(three) == 1 + 3 * (len(one) - 1), (name, len(one), len(three))
+
+
+def test_fast_quality_draws_the_floor_finite_under_robots_far_from_the_origin(make_cfg):
+    """Software GL spent more on MuJoCo's infinite plane than on the robots, and that plane ends
+    ~90 m from the origin: Ants that had run 150 m stood on nothing. Fast quality draws a finite
+    floor that moves with the camera, its edge faded by fog; the task's own model is unchanged."""
+    import mujoco
+
+    from isaacgymenvs.player.render import MultiEnvRenderer
+    from isaacgymenvs.tasks import make_task
+
+    task = make_task(make_cfg("Ant", "num_envs=4"))
+    size_before = task.model.geom_size.copy()
+    renderer = MultiEnvRenderer(task.model, 4, 5.0, "fast")
+    try:
+        qpos = task.physics.state().qpos.cpu().numpy()[:4].copy()
+        qpos[:, 0] += 150.0
+        image = renderer.render(qpos).astype(np.float32)
+        scene = renderer.renderer.scene
+        floors = [scene.geoms[j] for j in range(scene.ngeom) if scene.geoms[j].type == mujoco.mjtGeom.mjGEOM_PLANE]
+        assert len(floors) == 1 and floors[0].size[0] > 0 and abs(floors[0].pos[0] - 150.0) <= 10.0
+        assert scene.flags[mujoco.mjtRndFlag.mjRND_FOG]
+        # the checks of the floor in the picture's lower quarter, not an even haze
+        assert image[-image.shape[0] // 4 :].std(axis=(0, 1)).mean() > 5.0
+    finally:
+        renderer.close()
+    assert np.array_equal(task.model.geom_size, size_before)
