@@ -64,9 +64,11 @@ def apply_fast_quality(model: mujoco.MjModel) -> None:
 # Fast quality draws each floor as a finite plane that follows the camera, its far part faded into
 # the haze colour by fog, instead of MuJoCo's infinite plane (a fine grid of quads with a haze band
 # at the horizon), which cost llvmpipe more than the robots (Ant, 4 envs, 640x360, 2-core CPU:
-# 20 -> 13 ms a frame). Fog begins beyond the first view's robots (the start distance frames them
-# all) and is complete FOG_DEPTH metres later; the plane reaches past that. The GL context
-# tessellates planes and reads fog once, from the model, so both are fixed here.
+# 20 -> 13 ms a frame). Fog begins FOG_CLEAR metres beyond twice the first view's distance (robots
+# that spread out, or a camera zoomed out, stay clear of it) and is complete FOG_DEPTH metres later;
+# the plane reaches past that. The GL context tessellates planes and reads fog once, from the
+# model, so both are fixed here (writing the context's fog fields per frame changes nothing).
+FOG_CLEAR = 50.0
 FOG_DEPTH = 40.0
 FLOOR_SNAP = 10.0  # the plane moves in steps of whole texture periods near this, so its checks stay put
 
@@ -89,7 +91,7 @@ def floor_snap(model: mujoco.MjModel, geom: int) -> float:
 
 def apply_finite_floors(model: mujoco.MjModel, floors: list[int], view_distance: float) -> None:
     """Make `floors` finite planes of a 40 x 40 grid, with fog of the haze colour hiding their edge."""
-    near = 2.0 * view_distance + 10.0
+    near = 2.0 * view_distance + FOG_CLEAR
     half = near + FOG_DEPTH + view_distance + 10.0
     for geom in floors:
         model.geom_size[geom] = (half, half, half / 20.0)
