@@ -162,7 +162,8 @@ def test_task_math_compiles_in_the_background_while_the_task_steps_eagerly(make_
     assert compiled_calls == ["_features", "_score", "_observe"]  # the warm-up call, in the thread
     task.step(torch.zeros(8, 1))
     assert task.math_compiler is None and vars(task)["_features"].__name__ == "compiled"
-    assert compiled_calls[3:] == ["_features", "_score", "_features", "_observe"]  # one step, compiled
+    # one step, compiled; no env reset, so the features scored are the ones observed
+    assert not task.reset_buf.any() and compiled_calls[3:] == ["_features", "_score", "_observe"]
     assert "Task math compiled in " in capsys.readouterr().out
 
     def broken_compile(fn, **options):
@@ -217,3 +218,19 @@ def test_the_trainer_compiles_the_task_math_only_after_the_graphed_agent_capture
     CompileAfterCapture().after_init(agent)
     cpu_task.reset()  # nothing to capture on the CPU: compiled from the first reset
     assert cpu_task.math_compiler.wait(30)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_a_cpu_step_computes_features_once_unless_an_env_resets_and_observes_the_state_after_resets(make_cfg, name):
+    task = make_task(make_cfg(name, "num_envs=4", "task.env.episodeLength=6", "sim_device=cpu", "rl_device=cpu"))
+    task.reset()
+    features, calls = task._features, []
+    task._features = lambda state: calls.append(1) or features(state)
+    for step in range(1, 6):  # the 5th step times every env out (episodeLength - 1)
+        calls.clear()
+        obs = task.step(torch.zeros(4, task.num_actions))[0]["obs"]
+        reset = bool(task.reset_buf.any())
+        assert len(calls) == (2 if reset else 1), (step, reset, len(calls))
+        expected = torch.clamp(task._observe(features(task.physics.state())), -task.clip_obs, task.clip_obs)
+        assert torch.equal(obs, expected), step  # the observation is of the state after the resets
+    assert reset
