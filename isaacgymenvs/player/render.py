@@ -13,7 +13,6 @@ import math
 import mujoco
 import numpy as np
 
-NONE = mujoco.mjtGeom.mjGEOM_NONE
 ROW = 8  # envs per row of the grid, rows stacked along -x
 
 
@@ -140,7 +139,7 @@ class MultiEnvRenderer:
             flags = self.renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             flags[mujoco.mjtRndFlag.mjRND_FOG] = bool(floors)
-        self.floors = [(geom, floor_snap(model, geom)) for geom in floors]
+        self.floor_snaps = {geom: floor_snap(model, geom) for geom in floors}  # geom id -> its step
         self.option = mujoco.MjvOption()
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
@@ -219,19 +218,13 @@ class MultiEnvRenderer:
                 elif i > 0:  # one floor is enough: a geom typed NONE is not drawn at all
                     geom.type = mujoco.mjtGeom.mjGEOM_NONE  # (a transparent infinite plane still cost
                     # llvmpipe ~4 ms a copy: Ant's 4 envs 35 -> 22 ms a 640x360 frame on a 2-core CPU)
+                elif geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.objid in self.floor_snaps:
+                    # fast quality's finite floor, centred under the camera in whole texture periods
+                    snap = self.floor_snaps[geom.objid]
+                    geom.pos[:2] += np.round(self.camera.lookat[:2] / snap) * snap
         if arrows is not None:
             self._add_arrows(anchors, arrows)
-        self._floors_under_camera()
         return self.renderer.render()
-
-    def _floors_under_camera(self) -> None:
-        """Fast quality: env 0's finite floors centred under the camera, whole texture periods at a time."""
-        scene = self.renderer.scene
-        for geom, snap in self.floors:
-            for j in range(scene.ngeom):
-                drawn = scene.geoms[j]
-                if drawn.objtype == mujoco.mjtObj.mjOBJ_GEOM and drawn.objid == geom and drawn.type != NONE:
-                    drawn.pos[:2] += np.round(self.camera.lookat[:2] / snap) * snap
 
     def _add_arrows(self, anchors: list[np.ndarray], arrows: np.ndarray) -> None:
         scene = self.renderer.scene
