@@ -193,14 +193,15 @@ def test_second_trainer_on_one_run_directory_is_refused(run):
 
 
 @pytest.mark.slow
-def test_sigkill_torture_16_kills():
-    failures = run_trials(kills=16, parallel=2, seed=1)  # 500 in benchmarks/publish_torture.py
+def test_sigkill_torture_10_kills():
+    # Each kill pays a trainer's start (~5 s here); 500 kills run in benchmarks/publish_torture.py.
+    failures = run_trials(kills=10, parallel=2, seed=1)
     assert failures == []
 
 
 @pytest.mark.slow
 def test_reader_never_sees_a_partial_checkpoint(tmp_path):
-    proc = start_cli("task=Cartpole", "num_envs=64", "checkpoint_save_freq=1", "max_iterations=200", "sim_device=cpu",
+    proc = start_cli("task=Cartpole", "num_envs=64", "checkpoint_save_freq=1", "max_iterations=120", "sim_device=cpu",
                      "rl_device=cpu", cwd=tmp_path)  # fmt: skip
     loads, failures, epochs = 0, [], set()
     stop = threading.Event()
@@ -232,7 +233,7 @@ def test_reader_never_sees_a_partial_checkpoint(tmp_path):
     assert failures == [] and loads > 50 and len(epochs) > 25
     (nn,) = [p.parent for p in tmp_path.glob("runs/*/nn/latest.pth")]
     assert check_published(nn) is None
-    assert json.loads((nn / "latest.json").read_text())["epoch"] == 200
+    assert json.loads((nn / "latest.json").read_text())["epoch"] == 120
 
 
 def train_in_process(make_cfg, tmp_path, *overrides):
