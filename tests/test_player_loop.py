@@ -210,3 +210,30 @@ def test_fast_quality_draws_the_floor_finite_under_robots_far_from_the_origin(ma
     finally:
         renderer.close()
     assert np.array_equal(task.model.geom_size, size_before)
+
+
+def test_high_quality_draws_its_infinite_floor_under_robots_far_from_the_origin(make_cfg):
+    """MuJoCo draws an infinite plane only so far around its own position: at 150 m from the origin
+    the Ants of a GPU player's window stood on nothing. High quality keeps the infinite plane (its
+    reflections and horizon haze) and centres it under the camera, as fast quality does its finite one."""
+    import mujoco
+
+    from isaacgymenvs.player.render import MultiEnvRenderer
+    from isaacgymenvs.tasks import make_task
+
+    task = make_task(make_cfg("Ant", "num_envs=4"))
+    qpos = task.physics.state().qpos.cpu().numpy()[:4].copy()
+    renderer = MultiEnvRenderer(task.model, 4, 5.0, "high")
+    try:
+        at_origin = renderer.render(qpos)
+        qpos[:, 0] += 150.0
+        far = renderer.render(qpos).astype(np.float32)
+        scene = renderer.renderer.scene
+        floors = [scene.geoms[j] for j in range(scene.ngeom) if scene.geoms[j].type == mujoco.mjtGeom.mjGEOM_PLANE]
+        assert len(floors) == 1 and floors[0].size[0] <= 0 and abs(floors[0].pos[0] - 150.0) <= 10.0
+        # the checks of the floor in the picture's lower quarter, not the empty haze below the horizon
+        assert far[-far.shape[0] // 4 :].std(axis=(0, 1)).mean() > 5.0
+        lower = at_origin[-at_origin.shape[0] // 4 :].astype(np.float32)
+        assert abs(far[-far.shape[0] // 4 :].mean() - lower.mean()) < 10.0  # the same floor as at the origin
+    finally:
+        renderer.close()

@@ -73,7 +73,8 @@ FLOOR_SNAP = 10.0  # the plane moves in steps of whole texture periods near this
 
 
 def floor_geoms(model: mujoco.MjModel) -> list[int]:
-    """The model's infinite planes (size 0 in x or y): the floors fast quality draws finite."""
+    """The model's infinite planes (size 0 in x or y): the floors drawn under the camera (fast
+    quality: as finite planes)."""
     return [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE
             and min(model.geom_size[g][:2]) <= 0]  # fmt: skip
 
@@ -125,7 +126,7 @@ class MultiEnvRenderer:
         width, height = SIZES[quality]
         model = copy.copy(model)  # the task's model stays untouched
         offsets = grid_offsets(num_envs, spacing)
-        floors = floor_geoms(model) if quality == "fast" else []
+        floors = floor_geoms(model)
         if quality == "fast":
             apply_fast_quality(model)
             apply_finite_floors(model, floors, start_distance(offsets))
@@ -139,7 +140,10 @@ class MultiEnvRenderer:
             flags = self.renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             flags[mujoco.mjtRndFlag.mjRND_FOG] = bool(floors)
-        self.floor_snaps = {geom: floor_snap(model, geom) for geom in floors}  # geom id -> its step
+        # geom id -> its step. Every floor is drawn centred under the camera: fast quality's finite
+        # plane, and high quality's infinite one too, which MuJoCo draws only so far around its own
+        # position (an Ant 100 m from the origin stood at its edge, at 150 m on nothing).
+        self.floor_snaps = {geom: floor_snap(model, geom) for geom in floors}
         self.option = mujoco.MjvOption()
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
@@ -219,7 +223,7 @@ class MultiEnvRenderer:
                     geom.type = mujoco.mjtGeom.mjGEOM_NONE  # (a transparent infinite plane still cost
                     # llvmpipe ~4 ms a copy: Ant's 4 envs 35 -> 22 ms a 640x360 frame on a 2-core CPU)
                 elif geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.objid in self.floor_snaps:
-                    # fast quality's finite floor, centred under the camera in whole texture periods
+                    # the floor, centred under the camera in whole texture periods (checks stay put)
                     snap = self.floor_snaps[geom.objid]
                     geom.pos[:2] += np.round(self.camera.lookat[:2] / snap) * snap
         if arrows is not None:
