@@ -24,15 +24,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from isaacgymenvs.policy import Policy  # noqa: E402
-from isaacgymenvs.protocol import RunDir, read_params  # noqa: E402
-from isaacgymenvs.protocol.checkpoints import load_checkpoint  # noqa: E402
+from isaacgymenvs.protocol import CheckpointFit, RunDir, load_checkpoint, read_params  # noqa: E402
 from isaacgymenvs.tasks import make_task  # noqa: E402
 
 
 def load(run: Path, num_envs: int):
     saved = read_params(RunDir(run))
     task = make_task(saved, num_envs=num_envs, sim_device="cpu", rl_device="cpu", seed=7, compile_task=False)
-    info = load_checkpoint(run / "nn" / "latest.pth", "Anymal", task.num_obs, task.num_actions)
+    info = load_checkpoint(run / "nn" / "latest.pth", CheckpointFit("Anymal", task.num_obs, task.num_actions))
     with contextlib.redirect_stdout(io.StringIO()):
         policy = Policy(OmegaConf.to_container(saved.train, resolve=True), task.num_obs, task.num_actions, "cpu", False)
     policy.load(info.model)

@@ -130,7 +130,8 @@ def load_source(path: Path, task: VecTask, run: RunDir, library: str) -> tuple[C
         why = f"{path.name} is torn or not a checkpoint ({protocol.first_line(err)})"
         raise UserError(f"Cannot export {path}: {why}.") from None
     try:
-        info = protocol.validate_checkpoint(ckpt, path, task.cfg.name, task.num_obs, task.num_actions, library=library)
+        fit = protocol.CheckpointFit(task.cfg.name, task.num_obs, task.num_actions, library=library)
+        info = protocol.validate_checkpoint(ckpt, path, fit)
     except CheckpointRejected as err:
         raise UserError(f"Cannot export {path}: {err}.") from None
     return info, len(data), hashlib.sha256(data).hexdigest()

@@ -19,8 +19,11 @@ if ctypes.util.find_library("EGL"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from isaacgymenvs import protocol
+
 REPO = Path(__file__).resolve().parent.parent
 ENTRY = REPO / "isaacgymenvs" / "train_play.py"
+CARTPOLE = protocol.CheckpointFit("Cartpole", 4, 1)  # what a Cartpole run's checkpoints must fit
 
 # Every process a test starts, so that the test's teardown can kill it (and its children: a player's
 # panel, ffmpeg) whether the test passed, failed or timed out. A survivor once kept a core busy and

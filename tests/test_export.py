@@ -49,7 +49,7 @@ def player_policy(run: protocol.RunDir, checkpoint: Path):
 
     saved = OmegaConf.load(run.config_file)
     cls = task_class(saved.task.name)
-    info = protocol.load_checkpoint(checkpoint, saved.task.name, cls.num_obs, cls.num_actions)
+    info = protocol.load_checkpoint(checkpoint, protocol.CheckpointFit(saved.task.name, cls.num_obs, cls.num_actions))
     policy = Policy(OmegaConf.to_container(saved.train, resolve=True), cls.num_obs, cls.num_actions, "cpu", False)
     policy.load(info.model)
     return policy, float(saved.task.env.clipObservations)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isaacgymenvs import protocol
-from tests.conftest import call_with_timeout, good_model
+from tests.conftest import CARTPOLE, call_with_timeout, good_model
 from tests.test_protocol_state import json_value
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -61,7 +61,7 @@ def make_hostile(run, name: str, kind: str, outside: Path) -> None:
 @FUZZ_FILES
 @given(kinds=st.lists(hostile_entry, min_size=1, max_size=8))
 def test_fuzz_catalog_scan_never_raises_or_blocks(tmp_path_factory, kinds):
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
 
     parent = tmp_path_factory.mktemp("cat")
     run = protocol.create_run_dir(parent / "runs", "Cartpole")
@@ -69,7 +69,7 @@ def test_fuzz_catalog_scan_never_raises_or_blocks(tmp_path_factory, kinds):
     torch.save({"model": GOOD_MODEL}, outside)
     for i, kind in enumerate(kinds):
         make_hostile(run, f"{kind}{i}", kind, outside)
-    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    catalog = CheckpointCatalog(run, CARTPOLE)
     entries = call_with_timeout(catalog.scan)
     for _ in kinds:  # a busy machine checks within a scan's budget only some; the next scans check the rest
         if not catalog.unchecked:
@@ -151,14 +151,14 @@ def test_panel_status_line_renders_any_status(status):
 @pytest.mark.slow
 def test_10000_files_are_listed_at_once_and_checked_batch_by_batch(tmp_path):
     """Held-out check: with 10,000 files in nn/ the page's list stayed empty for 50-57 s."""
-    from isaacgymenvs.panel.catalog import UNCHECKED, CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import UNCHECKED, CheckpointCatalog
 
     run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
     buffer = io.BytesIO()
     torch.save({"model": GOOD_MODEL, "metadata": {"task": "Cartpole", "epoch": 1}}, buffer)
     for i in range(10_000):
         (run.nn / f"last_Cartpole_ep_{i}_rew_{i}.0.pth").write_bytes(buffer.getvalue())
-    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    catalog = CheckpointCatalog(run, CARTPOLE)
     started = time.monotonic()
     entries = catalog.scan()
     first = time.monotonic() - started
@@ -177,12 +177,12 @@ def test_10000_files_are_listed_at_once_and_checked_batch_by_batch(tmp_path):
 def test_a_scan_checks_at_least_one_file_however_short_its_budget(tmp_path):
     """On a machine too busy to check one file within the budget, every scan still checks one, so the
     panel's list gets there instead of showing 'not checked yet' for ever."""
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
 
     run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
     for i in range(3):
         make_hostile(run, f"good{i}", "good", tmp_path / "outside.pth")
-    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    catalog = CheckpointCatalog(run, CARTPOLE)
     left = []
     for _ in range(3):
         catalog.scan(budget=0.0)

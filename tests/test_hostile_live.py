@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from tests.conftest import REPO, run_cli, start_cli
+from tests.conftest import CARTPOLE, REPO, run_cli, start_cli
 from tests.test_hostile_inputs import GOOD_MODEL
 
 CPU = ("sim_device=cpu", "rl_device=cpu")
@@ -67,7 +67,7 @@ def synthetic_run(tmp_path: Path, epoch: int = 1) -> protocol.RunDir:
 def make_follower(run: protocol.RunDir, messages: list[str]):
     from isaacgymenvs.player.follower import CheckpointFollower
 
-    return CheckpointFollower(run, "Cartpole", 4, 1, 0.2, use_events=False, log=messages.append)
+    return CheckpointFollower(run, CARTPOLE, 0.2, use_events=False, log=messages.append)
 
 
 def test_latest_link_out_of_the_run_is_refused_and_the_policy_kept(tmp_path):
@@ -252,7 +252,7 @@ def hostile_states(run: protocol.RunDir, outside: Path, trained: Path) -> list[t
 
 @pytest.mark.slow
 def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
 
     outside = tmp_path / "outside.pth"
     torch.save({"model": GOOD_MODEL}, outside)
@@ -269,7 +269,7 @@ def test_player_and_panel_stay_alive_while_fed_hostile_files(tmp_path):
         player = start_cli("mode=play", "experiment=hostile", "headless=True", "num_envs=2",
                            "checkpoint_reload_interval=1", *CPU, cwd=tmp_path, stdout=log)  # fmt: skip
         wait_for(lambda: (protocol.read_status(run) or {}).get("checkpoint") == periodic.name, 120, "a load", player)
-        catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+        catalog = CheckpointCatalog(run, CARTPOLE)
         for name, plant, expected in hostile_states(run, outside, periodic):
             heartbeat = (protocol.read_status(run) or {}).get("heartbeat", 0)
             plant()

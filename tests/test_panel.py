@@ -13,7 +13,7 @@ import time
 import pytest
 
 from isaacgymenvs import protocol
-from tests.conftest import REPO, run_cli, run_command, start_cli
+from tests.conftest import CARTPOLE, REPO, run_cli, run_command, start_cli
 
 pytest.importorskip("pytestqt")
 
@@ -167,11 +167,10 @@ def test_window_lists_loads_selected_and_follows_status(qtbot, cartpole_run, tmp
 
 
 def test_run_deleted_while_open_shows_a_message(qtbot, tmp_path):
-    from isaacgymenvs.panel.catalog import RunInfo
     from isaacgymenvs.panel.window import PanelWindow
 
     run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
-    window = PanelWindow(run, RunInfo("Cartpole", 4, 1))
+    window = PanelWindow(run, CARTPOLE)
     qtbot.addWidget(window)
     shutil.rmtree(run.root)
     window.refresh()
@@ -265,7 +264,7 @@ def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):
     """Four rows for one final checkpoint: rl_games' two names for the last epoch, Ant.pth, latest.pth."""
     import torch
 
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
     from tests.conftest import good_model
 
     run = protocol.create_run_dir(tmp_path / "runs", "Cartpole")
@@ -274,7 +273,7 @@ def test_rl_games_twin_files_of_the_last_epoch_are_one_row(tmp_path):
     for age, name in enumerate(names):
         torch.save({"model": good_model(), "metadata": {"task": "Cartpole"}}, run.nn / name)
         os.utime(run.nn / name, (1_000_000 - age, 1_000_000 - age))
-    shown = [e.name for e in CheckpointCatalog(run, RunInfo("Cartpole", 4, 1)).scan()]
+    shown = [e.name for e in CheckpointCatalog(run, CARTPOLE).scan()]
     assert shown == ["last_Cartpole_ep_500_rew_2377.7107.pth", "last_Cartpole_ep_400_rew_2000.0.pth",
                      "Cartpole.pth", "latest.pth"]  # fmt: skip
 

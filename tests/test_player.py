@@ -17,7 +17,7 @@ import torch
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointRejected
-from tests.conftest import Lines, cli_env, run_cli, spawn, start_cli
+from tests.conftest import CARTPOLE, Lines, cli_env, run_cli, spawn, start_cli
 
 
 def test_a_partial_name_switches_to_a_newer_run_and_an_exact_name_never_does(tmp_path):
@@ -103,7 +103,7 @@ def test_state_file_fuzzing_never_crashes_and_never_leaves_the_run(run, tmp_path
     (run.nn / "link_out.pth").symlink_to(outside)
     from isaacgymenvs.player.follower import CheckpointFollower
 
-    follower = CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=False, log=lambda msg: None)
+    follower = CheckpointFollower(run, CARTPOLE, 30.0, use_events=False, log=lambda msg: None)
     files = hostile_state_files(random.Random(0), outside)
     assert len(files) >= 200
     root = run.root.resolve()
@@ -145,7 +145,7 @@ def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
     for name, raw in cases.items():
         (tmp_path / name).write_bytes(raw)
         with pytest.raises(CheckpointRejected, match="torn or not a checkpoint"):
-            protocol.load_checkpoint(tmp_path / name, "Cartpole", 4, 1)
+            protocol.load_checkpoint(tmp_path / name, CARTPOLE)
 
     class Evil:
         def __reduce__(self):
@@ -153,17 +153,17 @@ def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
 
     torch.save({"model": {}, "x": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointRejected, match="torn or not a checkpoint"):
-        protocol.load_checkpoint(tmp_path / "evil.pth", "Cartpole", 4, 1)
+        protocol.load_checkpoint(tmp_path / "evil.pth", CARTPOLE)
     assert not Path("pwned").exists()
 
     with pytest.raises(CheckpointRejected, match="belongs to task Ant, not Cartpole"):
-        protocol.load_checkpoint(runs["Ant"].latest_checkpoint, "Cartpole", 4, 1)
+        protocol.load_checkpoint(runs["Ant"].latest_checkpoint, CARTPOLE)
     ant = torch.load(runs["Ant"].latest_checkpoint, weights_only=True)
     del ant["metadata"]  # an rl_games checkpoint without our metadata: shapes decide
     torch.save(ant, tmp_path / "ant_plain.pth")
     with pytest.raises(CheckpointRejected, match="60 observations and 8 actions; Cartpole needs 4 and 1"):
-        protocol.load_checkpoint(tmp_path / "ant_plain.pth", "Cartpole", 4, 1)
-    info = protocol.load_checkpoint(good, "Cartpole", 4, 1)
+        protocol.load_checkpoint(tmp_path / "ant_plain.pth", CARTPOLE)
+    info = protocol.load_checkpoint(good, CARTPOLE)
     assert info.epoch == 3 and info.task == "Cartpole"
     assert not any(k.startswith("_orig_mod.") for k in torch.load(good, weights_only=True)["model"])
 
@@ -171,7 +171,7 @@ def test_bad_checkpoints_are_refused_with_a_reason(trained_runs, tmp_path):
     compiled = torch.load(good, weights_only=True)
     compiled["model"] = {f"_orig_mod.{k}": v for k, v in compiled["model"].items()}
     torch.save(compiled, tmp_path / "compiled.pth")
-    info_compiled = protocol.load_checkpoint(tmp_path / "compiled.pth", "Cartpole", 4, 1)
+    info_compiled = protocol.load_checkpoint(tmp_path / "compiled.pth", CARTPOLE)
     assert info_compiled.model.keys() == info.model.keys()
 
 
@@ -567,7 +567,7 @@ def test_an_idle_follower_with_a_state_file_does_not_spin(run, monkeypatch):
     protocol.write_state(run, "auto")
     reads, real_read = [], protocol.read_state
     monkeypatch.setattr(follower_module.protocol, "read_state", lambda r: (reads.append(1), real_read(r))[1])
-    follower = follower_module.CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=True, log=lambda m: None)
+    follower = follower_module.CheckpointFollower(run, CARTPOLE, 30.0, use_events=True, log=lambda m: None)
     follower.start()
     try:
         time.sleep(1.0)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from isaacgymenvs import protocol
 from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected
-from tests.conftest import call_with_timeout, good_model
+from tests.conftest import CARTPOLE, call_with_timeout, good_model
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 FUZZ_FILES = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -119,14 +119,14 @@ def refused_or_valid(check) -> None:
 def test_fuzz_checkpoint_dicts_through_files(tmp_path_factory, ckpt):
     path = tmp_path_factory.mktemp("c") / "fuzz.pth"
     torch.save(ckpt, path)
-    refused_or_valid(lambda: protocol.load_checkpoint(path, "Cartpole", 4, 1))
+    refused_or_valid(lambda: protocol.load_checkpoint(path, CARTPOLE))
 
 
 @FUZZ
 @given(ckpt=checkpoint_like)
 def test_fuzz_checkpoint_dicts_in_memory(ckpt):
     """Faster and broader than through files: the validator itself turns any object into info or a refusal."""
-    refused_or_valid(lambda: protocol.validate_checkpoint(ckpt, Path("mem.pth"), "Cartpole", 4, 1))
+    refused_or_valid(lambda: protocol.validate_checkpoint(ckpt, Path("mem.pth"), CARTPOLE))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_issue_cases_are_refused_with_a_reason(tmp_path, change, reason):
     path = tmp_path / "bad.pth"
     torch.save({"model": {**GOOD_MODEL, **change}, "metadata": {"task": "Cartpole"}}, path)
     with pytest.raises(CheckpointRejected, match=reason) as err:
-        protocol.load_checkpoint(path, "Cartpole", 4, 1)
+        protocol.load_checkpoint(path, CARTPOLE)
     assert "\n" not in str(err.value)  # one line, whatever the key
 
 
@@ -152,7 +152,7 @@ def test_issue_cases_are_refused_with_a_reason(tmp_path, change, reason):
 def test_odd_epochs_in_metadata_are_unknown_not_a_crash(tmp_path, epoch):
     path = tmp_path / "odd.pth"
     torch.save({"model": GOOD_MODEL, "metadata": {"task": "Cartpole", "epoch": epoch, "mean_reward": math.nan}}, path)
-    info = protocol.load_checkpoint(path, "Cartpole", 4, 1)
+    info = protocol.load_checkpoint(path, CARTPOLE)
     assert info.epoch in (None, 2**200) and info.mean_reward is None
 
 
@@ -161,7 +161,7 @@ def test_numpy_number_scalars_load_but_object_scalars_do_not(tmp_path):
 
     path = tmp_path / "np.pth"
     torch.save({"model": GOOD_MODEL, "last_mean_rewards": np.float32(2.5), "epoch": np.int64(3)}, path)
-    info = protocol.load_checkpoint(path, "Cartpole", 4, 1)
+    info = protocol.load_checkpoint(path, CARTPOLE)
     assert info.epoch == 3
 
     class Evil:
@@ -170,19 +170,19 @@ def test_numpy_number_scalars_load_but_object_scalars_do_not(tmp_path):
 
     torch.save({"model": GOOD_MODEL, "x": Evil()}, path)
     with pytest.raises(CheckpointRejected, match="torn or not a checkpoint"):
-        protocol.load_checkpoint(path, "Cartpole", 4, 1)
+        protocol.load_checkpoint(path, CARTPOLE)
 
 
 def test_special_files_as_checkpoints_are_refused_without_blocking(run, tmp_path):
     os.mkfifo(run.nn / "fifo.pth")
     with pytest.raises(CheckpointRejected, match="not a regular file"):
-        call_with_timeout(lambda: protocol.load_checkpoint(run.nn / "fifo.pth", "Cartpole", 4, 1))
+        call_with_timeout(lambda: protocol.load_checkpoint(run.nn / "fifo.pth", CARTPOLE))
     outside = tmp_path / "outside.pth"
     torch.save({"model": GOOD_MODEL}, outside)
     run.latest_checkpoint.symlink_to(outside)
-    assert protocol.load_checkpoint(run.latest_checkpoint, "Cartpole", 4, 1)  # loadable as a file...
+    assert protocol.load_checkpoint(run.latest_checkpoint, CARTPOLE)  # loadable as a file...
     with pytest.raises(CheckpointRejected, match="latest.pth is a symbolic link, which is not followed"):
-        protocol.load_checkpoint_in_run(run, run.latest_checkpoint, "Cartpole", 4, 1)  # ...but not as the run's
+        protocol.load_checkpoint_in_run(run, run.latest_checkpoint, CARTPOLE)  # ...but not as the run's
 
 
 @FUZZ
@@ -212,7 +212,7 @@ def test_rl_games_file_names_give_epoch_and_reward(name, fields):
 def test_compiled_model_keys_are_read_as_plain_ones(tmp_path):
     path = tmp_path / "compiled.pth"
     torch.save({"model": {f"_orig_mod.{k}": v for k, v in GOOD_MODEL.items()}}, path)
-    assert set(protocol.load_checkpoint(path, "Cartpole", 4, 1).model) == set(GOOD_MODEL)
+    assert set(protocol.load_checkpoint(path, CARTPOLE).model) == set(GOOD_MODEL)
 
 
 def cartpole_network():
@@ -284,7 +284,7 @@ def test_a_1gb_file_with_an_extra_tensor_is_refused_without_reading_it(tmp_path)
         "run = protocol.RunDir(Path(sys.argv[1]))\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n"
-        "    protocol.load_checkpoint_in_run(run, run.latest_checkpoint, 'Cartpole', 4, 1)\n"
+        "    protocol.load_checkpoint_in_run(run, run.latest_checkpoint, protocol.CheckpointFit('Cartpole', 4, 1))\n"
         "except protocol.CheckpointRejected as err:\n"
         "    print(err)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"

@@ -11,6 +11,7 @@ import pytest
 
 from isaacgymenvs import protocol
 from isaacgymenvs.errors import UserError
+from tests.conftest import CARTPOLE
 
 
 def test_run_dir_layout_and_name(tmp_path):
@@ -46,9 +47,9 @@ def test_stale_temps_of_dead_writers_are_removed_when_a_run_is_opened(run):
     for path in (*stale, live, old_live):
         path.write_bytes(b"half")
     os.utime(old_live, (time.time() - 3600, time.time() - 3600))
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
 
-    CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))  # the panel opening the run cleans up
+    CheckpointCatalog(run, CARTPOLE)  # the panel opening the run cleans up
     assert not any(p.exists() for p in stale) and not old_live.exists()
     assert live.exists()  # a writer of this machine that still runs keeps its temp
 
@@ -84,7 +85,7 @@ def test_checkpoint_names_inside_the_run_stay_there_and_links_are_refused_when_o
     (run.nn / "link.pth").symlink_to(outside)
     path = protocol.checkpoint_in_run(run, "nn/link.pth")  # a name inside; links are refused on open
     with pytest.raises(protocol.CheckpointRejected, match="link.pth is a symbolic link, which is not followed"):
-        protocol.load_checkpoint_in_run(run, path, "Cartpole", 4, 1)
+        protocol.load_checkpoint_in_run(run, path, CARTPOLE)
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "a\\b", ".hidden", "x" * 101, 5])
@@ -112,12 +113,12 @@ def test_temps_of_a_writer_killed_after_the_run_was_opened_are_removed_by_panel_
     import subprocess
     import sys
 
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
     from isaacgymenvs.player import follower as follower_module
 
-    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    catalog = CheckpointCatalog(run, CARTPOLE)
     monkeypatch.setattr(follower_module, "CLEAN_SECONDS", 0.2)
-    player = follower_module.CheckpointFollower(run, "Cartpole", 4, 1, 30.0, use_events=False, log=lambda m: None)
+    player = follower_module.CheckpointFollower(run, CARTPOLE, 30.0, use_events=False, log=lambda m: None)
     player.start()
     try:
         for who in ("panel", "player"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from isaacgymenvs import protocol
-from tests.conftest import good_model
+from tests.conftest import CARTPOLE, good_model
 
 OUTSIDE_EPOCH = 9999
 
@@ -65,15 +65,15 @@ def swapping_nn(run, tmp_path):
 
 
 def test_a_swapped_in_link_never_leads_a_load_or_the_catalogue_outside_the_run(swapping_nn):
-    from isaacgymenvs.panel.catalog import CheckpointCatalog, RunInfo
+    from isaacgymenvs.panel.catalog import CheckpointCatalog
 
     run = swapping_nn
-    catalog = CheckpointCatalog(run, RunInfo("Cartpole", 4, 1))
+    catalog = CheckpointCatalog(run, CARTPOLE)
     loads = refusals = scans = 0
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         try:
-            info = protocol.load_checkpoint_in_run(run, run.latest_checkpoint, "Cartpole", 4, 1)
+            info = protocol.load_checkpoint_in_run(run, run.latest_checkpoint, CARTPOLE)
             assert info.epoch == 1, "a file outside the run was loaded"
             loads += 1
         except protocol.CheckpointRejected:

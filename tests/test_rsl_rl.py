@@ -49,7 +49,7 @@ def test_an_rsl_rl_training_publishes_latest_with_its_library(runs):
     assert (run.nn / "model_0.pt").is_file() and (run.nn / f"model_{ITERATIONS - 1}.pt").is_file()
     assert any(run.summaries.iterdir()) and run.metrics_file.is_file()
     assert f"library=rsl_rl checkpoint=runs/{run.name}/nn/latest.pth" in result.stdout  # the resume hint
-    info = protocol.load_checkpoint(run.nn / "model_0.pt", "Cartpole", 4, 1, library="rsl_rl")
+    info = protocol.load_checkpoint(run.nn / "model_0.pt", protocol.CheckpointFit("Cartpole", 4, 1, library="rsl_rl"))
     assert info.epoch == 1  # rsl_rl's 'iter' is the index of the iteration just finished
 
 

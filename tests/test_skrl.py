@@ -61,7 +61,7 @@ def test_an_skrl_training_publishes_latest_with_its_library_and_counts_iteration
     assert not (run.root / "checkpoints").exists() and not list(run.root.glob("*/checkpoints"))
     assert any(run.summaries.iterdir()) and len(run.metrics_file.read_text().splitlines()) == ITERATIONS + 1
     assert f"library=skrl checkpoint=runs/{run.name}/nn/latest.pth" in result.stdout  # the resume hint
-    info = protocol.load_checkpoint(run.nn / "agent_32.pt", "Cartpole", 4, 1, library="skrl")
+    info = protocol.load_checkpoint(run.nn / "agent_32.pt", protocol.CheckpointFit("Cartpole", 4, 1, library="skrl"))
     assert info.epoch == 2  # timestep 32 = 2 iterations of 16 rollout steps
 
 

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from isaacgymenvs import protocol
 from isaacgymenvs.libraries import run_library
-from isaacgymenvs.protocol import CheckpointRejected, RunDir
+from isaacgymenvs.protocol import CheckpointFit, CheckpointRejected, RunDir
 from isaacgymenvs.tasks import task_class
 
 STALE_HEARTBEAT_SECONDS = 3.0
@@ -56,17 +56,6 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """The task a run trains and the shapes its checkpoints must have."""
-
-    task: str
-    num_obs: int
-    num_actions: int
-    shapes: dict[str, tuple[int, ...]] | None = None  # the run's network; None: observations/actions only
-    library: str = "rl_games"  # the run's PPO library: another library's checkpoint is listed as unusable
-
-
 def network_shapes(
     train: dict, num_obs: int, num_actions: int, library: str = "rl_games"
 ) -> dict[str, tuple[int, ...]] | None:
@@ -84,15 +73,16 @@ def network_shapes(
         return None
 
 
-def run_info(run: RunDir) -> RunInfo:
-    """From the run's params/config.yaml (raises OSError/ValueError/KeyError if unusable)."""
+def run_info(run: RunDir) -> CheckpointFit:
+    """What the run's checkpoints must fit, from its params/config.yaml (raises OSError/ValueError/KeyError
+    if unusable); a file of another library or network is listed as unusable."""
     params = protocol.read_params(run)
     task = str(params.task.name)
     cls = task_class(task)
     train = OmegaConf.to_container(params.train, resolve=True) if "train" in params else None
     library = run_library(params)
     shapes = network_shapes(train, cls.num_obs, cls.num_actions, library) if isinstance(train, dict) else None
-    return RunInfo(task, cls.num_obs, cls.num_actions, shapes, library)
+    return CheckpointFit(task, cls.num_obs, cls.num_actions, shapes, library)
 
 
 def without_twins(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
@@ -119,7 +109,7 @@ def without_twins(entries: list[CheckpointEntry]) -> list[CheckpointEntry]:
 class CheckpointCatalog:
     """Scan and validate a run's checkpoints (call from a worker thread, not the GUI thread)."""
 
-    def __init__(self, run: RunDir, info: RunInfo) -> None:
+    def __init__(self, run: RunDir, info: CheckpointFit) -> None:
         self.run, self.info = run, info
         protocol.clean_stale_temp_files(run)  # opened for following: a killed writer's leftovers go
         self._cache: dict[str, tuple[tuple[int, int, int], CheckpointEntry]] = {}
@@ -174,10 +164,7 @@ class CheckpointCatalog:
         """
         epoch = reward = problem = None
         try:
-            loaded = protocol.load_checkpoint_in_run(
-                self.run, path, self.info.task, self.info.num_obs, self.info.num_actions,
-                shapes=self.info.shapes, library=self.info.library,
-            )  # fmt: skip
+            loaded = protocol.load_checkpoint_in_run(self.run, path, self.info)
             epoch, reward = loaded.epoch, loaded.mean_reward
         except CheckpointRejected as err:
             problem = str(err)

@@ -21,7 +21,6 @@ from isaacgymenvs import protocol
 from isaacgymenvs.panel.catalog import (
     CheckpointCatalog,
     CheckpointEntry,
-    RunInfo,
     checkpoint_to_keep,
     curve_markers,
     export_selected,
@@ -63,7 +62,7 @@ class WebPanel:
     """Mode, the run's checkpoints (newest first), Load/Refresh/Export, the player's current
     checkpoint and the training-reward curve, as viser GUI elements in a folder of the page."""
 
-    def __init__(self, server, run: RunDir, info: RunInfo) -> None:
+    def __init__(self, server, run: RunDir, info: protocol.CheckpointFit) -> None:
         self.server, self.run = server, run
         self.catalog = CheckpointCatalog(run, info)
         self.entries: dict[str, CheckpointEntry] = {}  # option label -> entry

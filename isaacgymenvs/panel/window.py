@@ -30,7 +30,6 @@ from isaacgymenvs.panel.catalog import (
     UNCHECKED,
     CheckpointCatalog,
     CheckpointEntry,
-    RunInfo,
     checkpoint_to_keep,
     curve_markers,
     export_selected,
@@ -53,7 +52,7 @@ class Worker(QObject):
     problem = Signal(str)
     wrote = Signal(str)
 
-    def __init__(self, run: RunDir, info: RunInfo) -> None:
+    def __init__(self, run: RunDir, info: protocol.CheckpointFit) -> None:
         super().__init__()
         self.run = run
         self.catalog = CheckpointCatalog(run, info)
@@ -230,7 +229,7 @@ class PanelWindow(QWidget):
     last_mode = protocol.MODE_AUTO
     shown_status: dict | None = None  # the running player's last status (what Manual keeps)
 
-    def __init__(self, run: RunDir, info: RunInfo) -> None:
+    def __init__(self, run: RunDir, info: protocol.CheckpointFit) -> None:
         super().__init__()
         self.run = run
         self.setWindowTitle(f"Checkpoints - {run.name}")

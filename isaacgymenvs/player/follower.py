@@ -22,7 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from isaacgymenvs import protocol
-from isaacgymenvs.protocol import CheckpointInfo, CheckpointRejected, CheckpointState, RunDir
+from isaacgymenvs.protocol import CheckpointFit, CheckpointInfo, CheckpointRejected, CheckpointState, RunDir
 
 STATE_POLL_SECONDS = 0.5
 CLEAN_SECONDS = 60.0  # stale temp files of dead writers are removed this often, not only at start
@@ -68,19 +68,14 @@ class CheckpointFollower:
     def __init__(
         self,
         run: RunDir,
-        task: str,
-        num_obs: int,
-        num_actions: int,
+        fit: CheckpointFit,
         reload_interval: float,
         initial_checkpoint: Path | None = None,
         use_events: bool = True,
         log=print,
-        shapes: dict[str, tuple[int, ...]] | None = None,
-        library: str = "rl_games",
     ) -> None:
-        self.run, self.task, self.num_obs, self.num_actions = run, task, num_obs, num_actions
-        self.shapes = shapes  # the policy network's entries: a file that does not fit is refused on load
-        self.library = library  # the run's PPO library: another library's checkpoint is refused on load
+        self.run = run
+        self.fit = fit  # task, sizes, network and library: a file that does not fit is refused on load
         self.reload_interval = reload_interval
         self.log = log
         self.state = CheckpointState()
@@ -311,12 +306,8 @@ class CheckpointFollower:
         """Files of the run must resolve inside it (a latest.pth link out is refused like any
         other); an initial checkpoint the user named on the command line may live anywhere."""
         if target.seq == 0 and target.path == self.initial_checkpoint:
-            return protocol.load_checkpoint(
-                target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes, library=self.library
-            )
-        return protocol.load_checkpoint_in_run(
-            self.run, target.path, self.task, self.num_obs, self.num_actions, shapes=self.shapes, library=self.library
-        )
+            return protocol.load_checkpoint(target.path, self.fit)
+        return protocol.load_checkpoint_in_run(self.run, target.path, self.fit)
 
     def _refuse(self, key: tuple | None, reason: str) -> None:
         """Keep the current policy, say why once per file version, and report it in the status.

@@ -59,15 +59,11 @@ def build_core(cfg: DictConfig, run: RunDir, use_events: bool = True, log=print)
     policy = make_policy(cfg.library, train_params, task.num_obs, task.num_actions, cfg.rl_device, bool(cfg.stochastic))
     follower = CheckpointFollower(
         run,
-        cfg.task.name,
-        task.num_obs,
-        task.num_actions,
+        protocol.CheckpointFit(cfg.task.name, task.num_obs, task.num_actions, policy.shapes(), policy.library),
         float(cfg.checkpoint_reload_interval),
         initial_checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None,
         use_events=use_events,
         log=log,
-        shapes=policy.shapes(),
-        library=policy.library,
     )
     return PlayerCore(task, policy, follower)
 
@@ -197,7 +193,9 @@ def check_initial_checkpoint(path: Path, task: str, core: PlayerCore) -> None:
     """checkpoint= named on the command line must fit the run's task, or playing it would show (or
     evaluate) an untrained policy and still succeed."""
     try:
-        protocol.load_checkpoint(path, task, core.task.num_obs, core.task.num_actions, library=core.policy.library)
+        protocol.load_checkpoint(
+            path, protocol.CheckpointFit(task, core.task.num_obs, core.task.num_actions, library=core.policy.library)
+        )
     except protocol.CheckpointRejected as err:
         raise UserError(f"checkpoint={path} cannot be played on this run: {err}.") from None
 

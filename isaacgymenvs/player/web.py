@@ -28,7 +28,7 @@ from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.player.web_guard import Guard
 from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices, robot_index
-from isaacgymenvs.protocol import RunDir, RunMatch
+from isaacgymenvs.protocol import CheckpointFit, RunDir, RunMatch
 from isaacgymenvs.signals import StopOnSignal, StopRequested
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -116,7 +116,6 @@ class WebViewer:
 
     def show(self, core: PlayerCore, cfg: DictConfig, run: RunDir, switch: Callable[[], bool]) -> None:
         """Serve `run` until a stop signal (raises StopRequested) or `switch()` (returns)."""
-        from isaacgymenvs.panel.catalog import RunInfo
         from isaacgymenvs.panel.web import WebPanel
 
         model, spacing = core.task.model, float(cfg.task.env.envSpacing)
@@ -124,7 +123,7 @@ class WebViewer:
         if core.drivable:
             scene.add_velocity_arrows()
         controls = PlayerControls(self.server, core, scene)
-        info = RunInfo(
+        info = CheckpointFit(
             cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes(), core.policy.library
         )
         panel = WebPanel(self.server, run, info)

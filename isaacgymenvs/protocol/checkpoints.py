@@ -242,28 +242,34 @@ def plain_number(value: object, cast: type) -> Any:
         return None
 
 
-def _check_fits(
-    ckpt: dict[str, Any],
-    path: Path,
-    task: str,
-    num_obs: int,
-    num_actions: int,
-    shapes: Shapes | None = None,
-    library: str = "rl_games",
-) -> CheckpointInfo:
+@dataclass(frozen=True)
+class CheckpointFit:
+    """What a run's checkpoints must fit: its task, observation and action sizes, the network its
+    config builds (None: the sizes only) and its PPO library. The player's follower, the panels'
+    catalogue, the CLI's checkpoint= check and export each hold one."""
+
+    task: str
+    num_obs: int
+    num_actions: int
+    shapes: Shapes | None = None
+    library: str = "rl_games"
+
+
+def _check_fits(ckpt: dict[str, Any], path: Path, fit: CheckpointFit) -> CheckpointInfo:
     """Check a loaded checkpoint dict fits the task (may raise anything on an odd dict)."""
-    name = path.name
+    name, task, library = path.name, fit.task, fit.library
     model = model_weights(ckpt, name, library)
     meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
     meta_task = meta.get("task")
     if meta_task is not None and meta_task != task:
         raise CheckpointRejected(f"{name} belongs to task {str(meta_task)[:40]}, not {task}")
     shape = model_sizes(model, name, library)
-    if shape != (num_obs, num_actions):
+    if shape != (fit.num_obs, fit.num_actions):
         raise CheckpointRejected(
-            f"{name} has {shape[0]} observations and {shape[1]} actions; {task} needs {num_obs} and {num_actions}"
+            f"{name} has {shape[0]} observations and {shape[1]} actions; "
+            f"{task} needs {fit.num_obs} and {fit.num_actions}"
         )
-    mismatch = network_mismatch(model, shapes) if shapes is not None else None
+    mismatch = network_mismatch(model, fit.shapes) if fit.shapes is not None else None
     if mismatch:
         raise CheckpointRejected(f"{name} {mismatch}")
     check_finite(model, name)
@@ -287,39 +293,23 @@ def rsl_rl_iter_epoch(ckpt: dict[str, Any]) -> int | None:
     return None if index is None else index + 1
 
 
-def load_checkpoint(
-    path: Path,
-    task: str,
-    num_obs: int,
-    num_actions: int,
-    root: Path | None = None,
-    shapes: Shapes | None = None,
-    library: str = "rl_games",
-) -> CheckpointInfo:
+def load_checkpoint(path: Path, fit: CheckpointFit, root: Path | None = None) -> CheckpointInfo:
     """Load with torch.load(weights_only=True) (no code from the file runs) and check it fits.
 
     Accepts our latest.pth (with metadata) and rl_games' own checkpoints (shapes inferred). Raises
     only CheckpointRejected, whatever the file holds: a validator that raised anything else would
     kill the thread calling it (the player's follower, the panel's scan).
     """
-    return validate_checkpoint(read_checkpoint_dict(path, root), path, task, num_obs, num_actions, shapes, library)
+    return validate_checkpoint(read_checkpoint_dict(path, root), path, fit)
 
 
-def validate_checkpoint(
-    ckpt: object,
-    path: Path,
-    task: str,
-    num_obs: int,
-    num_actions: int,
-    shapes: Shapes | None = None,
-    library: str = "rl_games",
-) -> CheckpointInfo:
+def validate_checkpoint(ckpt: object, path: Path, fit: CheckpointFit) -> CheckpointInfo:
     """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
     CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
-        raise CheckpointRejected(f"{path.name} holds no {library} model weights")
+        raise CheckpointRejected(f"{path.name} holds no {fit.library} model weights")
     try:
-        return _check_fits(ckpt, path, task, num_obs, num_actions, shapes, library)
+        return _check_fits(ckpt, path, fit)
     except CheckpointRejected:
         raise
     except Exception as err:  # a malformed dict we did not foresee: still one sentence
@@ -336,15 +326,7 @@ def _reward(path: Path, meta: dict[str, Any], ckpt: dict[str, Any]) -> float | N
     return None
 
 
-def load_checkpoint_in_run(
-    run: RunDir,
-    path: Path,
-    task: str,
-    num_obs: int,
-    num_actions: int,
-    shapes: Shapes | None = None,
-    library: str = "rl_games",
-) -> CheckpointInfo:
+def load_checkpoint_in_run(run: RunDir, path: Path, fit: CheckpointFit) -> CheckpointInfo:
     """`load_checkpoint` of a checkpoint file inside the run directory, reached without following any link."""
     try:
         relative = os.path.relpath(path, run.root)
@@ -353,5 +335,5 @@ def load_checkpoint_in_run(
     inside = checkpoint_in_run(run, relative)
     if inside is None:
         raise CheckpointRejected(f"{path.name} is not {CHECKPOINT_FILES} inside the run directory; it is not read")
-    info = load_checkpoint(inside, task, num_obs, num_actions, root=run.root, shapes=shapes, library=library)
+    info = load_checkpoint(inside, fit, root=run.root)
     return CheckpointInfo(path, info.model, info.epoch, info.frame, info.mean_reward, info.task)
