@@ -28,7 +28,7 @@ from isaacgymenvs.player.loop import PlayerLoop
 from isaacgymenvs.player.runs import RunFinder
 from isaacgymenvs.player.web_guard import Guard
 from isaacgymenvs.player.web_scene import FOLLOW_ALL, WebScene, follow_choices, robot_index
-from isaacgymenvs.protocol import CheckpointFit, RunDir, RunMatch
+from isaacgymenvs.protocol import RunDir, RunMatch
 from isaacgymenvs.signals import StopOnSignal, StopRequested
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -123,10 +123,7 @@ class WebViewer:
         if core.drivable:
             scene.add_velocity_arrows()
         controls = PlayerControls(self.server, core, scene)
-        info = CheckpointFit(
-            cfg.task.name, core.task.num_obs, core.task.num_actions, core.policy.shapes(), core.policy.library
-        )
-        panel = WebPanel(self.server, run, info)
+        panel = WebPanel(self.server, run, core.follower.fit)  # what the player itself loads
         try:
             StreamLoop(core, scene, controls, self, switch).run()
         finally:
