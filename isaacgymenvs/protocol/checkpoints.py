@@ -304,7 +304,7 @@ def load_checkpoint(path: Path, fit: CheckpointFit, root: Path | None = None) ->
 
 
 def validate_checkpoint(ckpt: object, path: Path, fit: CheckpointFit) -> CheckpointInfo:
-    """Check a loaded checkpoint fits the task (and, given `shapes`, the network); raises only
+    """Check a loaded checkpoint fits `fit` (its task, sizes and, given shapes, network); raises only
     CheckpointRejected (one sentence)."""
     if not isinstance(ckpt, dict):
         raise CheckpointRejected(f"{path.name} holds no {fit.library} model weights")
